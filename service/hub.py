@@ -1,0 +1,335 @@
+"""The hub: latest state and recent bars per symbol, and fan-out to every subscriber.
+
+Runs in the event loop only, and never awaits a client. :meth:`Hub.publish` encodes each
+candle once into an :class:`Update` (the JSON text and a prebuilt ASGI send message) that every
+subscriber shares, and offers it to each subscriber of its symbol with ``send_nowait`` on that
+subscriber's bounded anyio memory stream.
+
+Slow-client policy (per subscriber, see :meth:`Subscriber.offer`):
+
+* an update whose bar (same symbol and ``ot``) is still pending for that client replaces the
+  pending one in place: the client gets the newest state of the bar, at the bar's place in its
+  queue, and never a stale intermediate state (counted as ``merged``);
+* when the client's stream is full (``client_queue`` pending items), the client is ended with
+  close code 1013 and a reason (counted as ``slow_disconnects``). Its dashboard reconnects and
+  re-syncs from the snapshot.
+
+A subscriber's first item is a :class:`Snapshot` (the latest bar, or the last N bars, of each
+symbol it follows), taken in the same synchronous step that registers it: there is no gap and
+no duplicate between snapshot and live updates. :meth:`Hub.subscribe` is an async context
+manager that unregisters and closes both stream ends on exit. :meth:`Hub.close` ends every
+subscriber with 1001 and refuses new ones; it is idempotent.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from .candles import Candle, encode
+from .metrics import Stats
+
+Key = tuple[str, int | float]
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+
+
+class Update:
+    """One encoded candle, shared by every subscriber. Never mutated after creation."""
+
+    __slots__ = ("key", "message", "received", "text")
+
+    def __init__(self, key: Key, text: str, received: float) -> None:
+        self.key = key
+        self.text = text
+        self.message: dict[str, Any] = {"type": "websocket.send", "text": text}
+        self.received = received
+
+
+class Reply:
+    """A control frame for one client (``subscribed``, ``pong``, ``error``)."""
+
+    __slots__ = ("message", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.message: dict[str, Any] = {"type": "websocket.send", "text": text}
+
+
+class Snapshot:
+    """Bars a client is owed on (re)subscription, oldest first per symbol."""
+
+    __slots__ = ("updates",)
+
+    def __init__(self, updates: list[Update]) -> None:
+        self.updates = updates
+
+
+Item = Update | Reply | Snapshot
+
+
+class HubClosed(Exception):
+    """The hub is shutting down and accepts no subscriber."""
+
+
+class HubFull(Exception):
+    """``max_clients`` subscribers are connected."""
+
+
+class State(enum.Enum):
+    OPEN = "open"
+    ENDED = "ended"
+
+
+class Subscriber:
+    """One client's subscription: its symbol filter, bounded stream and pending bars.
+
+    The hub calls :meth:`offer`; the client's writer receives from :attr:`receive` and passes
+    each :class:`Update` through :meth:`take` to get the newest state of that bar.
+    """
+
+    def __init__(self, hub: Hub, symbols: frozenset[str] | None, history: int,
+                 on_end: Callable[[], object] | None) -> None:  # fmt: skip
+        self.symbols = symbols
+        self.history = history
+        self.state = State.OPEN
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._hub = hub
+        self._on_end = on_end
+        self._pending: dict[Key, Update] = {}
+        self._send, self.receive = anyio.create_memory_object_stream[Item](hub.client_queue)
+
+    def offer(self, update: Update) -> bool:
+        """Queue ``update`` without waiting; merge it into a pending update of the same bar.
+
+        Returns False when the stream is full: the caller must :meth:`end` this subscriber.
+        """
+        key = update.key
+        pending = self._pending
+        if key in pending:
+            pending[key] = update
+            self._hub.stats.merged += 1
+            return True
+        try:
+            self._send.send_nowait(update)
+        except anyio.WouldBlock:
+            return False
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return True  # ended already; the hub drops it from its routes
+        pending[key] = update
+        return True
+
+    def take(self, update: Update) -> Update:
+        """The newest state of ``update``'s bar, now no longer pending. Writer side."""
+        return self._pending.pop(update.key, update)
+
+    def queue(self, item: Reply | Snapshot) -> None:
+        """Queue a control reply or snapshot; ends the client with 1013 if it is full."""
+        if self.state is not State.OPEN:
+            return
+        try:
+            self._send.send_nowait(item)
+        except anyio.WouldBlock:
+            self._hub.stats.slow_disconnects += 1
+            self.end(CLOSE_TRY_AGAIN, "client too slow: queue full")
+
+    def end(self, code: int, reason: str) -> None:
+        """Stop routing to this client and ask its session to close with ``code``. Idempotent."""
+        if self.state is State.ENDED:
+            return
+        self.state = State.ENDED
+        self.close_code = code
+        self.close_reason = reason
+        self._hub._unroute(self)
+        self._send.close()
+        self._pending.clear()
+        if self._on_end is not None:
+            self._on_end()
+
+    def stream_statistics(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    def _close_streams(self) -> None:
+        self._send.close()
+        self.receive.close()
+
+
+class Hub:
+    """Latest state and fan-out. Create and use it in the event loop only."""
+
+    def __init__(self, *, history: int = 500, client_queue: int = 1024, max_clients: int = 10_000,
+                 stats: Stats | None = None) -> None:  # fmt: skip
+        self.history = history
+        self.client_queue = client_queue
+        self.max_clients = max_clients
+        self.stats = stats if stats is not None else Stats()
+        self._bars: dict[str, deque[Update]] = {}
+        self._wild: dict[Subscriber, None] = {}
+        self._routes: dict[str, dict[Subscriber, None]] = {}
+        self._subscribers: set[Subscriber] = set()
+        self._closed = False
+        self._idle = anyio.Event()
+
+    # -- input ------------------------------------------------------------------------------
+
+    def publish(self, candle: Candle, received: float) -> Update:
+        """Record ``candle`` and offer it to every subscriber of its symbol. Never awaits."""
+        s = candle.s
+        ot = candle.ot
+        update = Update((s, ot), encode(candle).decode(), received)
+        self.stats.candles_in += 1
+        bars = self._bars.get(s)
+        if bars is None:
+            bars = self._bars[s] = deque(maxlen=self.history)
+        if not bars or ot > bars[-1].key[1]:
+            bars.append(update)
+        elif ot == bars[-1].key[1]:
+            bars[-1] = update
+        else:  # a late update of an older bar: fix it in place if still kept
+            for i in range(len(bars) - 2, -1, -1):
+                if bars[i].key[1] == ot:
+                    bars[i] = update
+                    break
+        slow: list[Subscriber] = []
+        for sub in self._wild:
+            if not sub.offer(update):
+                slow.append(sub)
+        route = self._routes.get(s)
+        if route:
+            for sub in route:
+                if not sub.offer(update):
+                    slow.append(sub)
+        for sub in slow:
+            self.stats.slow_disconnects += 1
+            sub.end(CLOSE_TRY_AGAIN, f"client too slow: more than {self.client_queue} updates pending")
+        return update
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def subscribe(self, symbols: frozenset[str] | None, *, history: int = 0,
+                        on_end: Callable[[], object] | None = None) -> AsyncIterator[Subscriber]:  # fmt: skip
+        """Register a subscriber whose stream starts with its snapshot.
+
+        Raises :class:`HubClosed` or :class:`HubFull`. On exit the subscriber is unregistered
+        and both ends of its stream are closed.
+        """
+        if self._closed:
+            raise HubClosed
+        if len(self._subscribers) >= self.max_clients:
+            raise HubFull
+        sub = Subscriber(self, symbols, history, on_end)
+        sub.queue(Snapshot(self.snapshot(symbols, history)))
+        self._subscribers.add(sub)
+        self._route(sub, symbols)
+        self.stats.clients_total += 1
+        try:
+            yield sub
+        finally:
+            sub.state = State.ENDED
+            self._unroute(sub)
+            self._subscribers.discard(sub)
+            sub._close_streams()
+            if self._closed and not self._subscribers:
+                self._idle.set()
+
+    def add_symbols(self, sub: Subscriber, symbols: Iterable[str]) -> None:
+        """Follow more symbols; their snapshot is queued before any later live update."""
+        if sub.state is not State.OPEN or sub.symbols is None:
+            return
+        new = frozenset(symbols) - sub.symbols
+        if not new:
+            return
+        self._unroute(sub)
+        sub.symbols = sub.symbols | new
+        self._route(sub, sub.symbols)
+        sub.queue(Snapshot(self.snapshot(new, sub.history)))
+
+    def remove_symbols(self, sub: Subscriber, symbols: Iterable[str]) -> None:
+        """Stop following symbols (from "all symbols", this keeps the ones known now)."""
+        if sub.state is not State.OPEN:
+            return
+        current = frozenset(self._bars) if sub.symbols is None else sub.symbols
+        self._unroute(sub)
+        sub.symbols = current - frozenset(symbols)
+        self._route(sub, sub.symbols)
+
+    def _route(self, sub: Subscriber, symbols: frozenset[str] | None) -> None:
+        if symbols is None:
+            self._wild[sub] = None
+            return
+        for s in symbols:
+            self._routes.setdefault(s, {})[sub] = None
+
+    def _unroute(self, sub: Subscriber) -> None:
+        self._wild.pop(sub, None)
+        for s in () if sub.symbols is None else sub.symbols:
+            route = self._routes.get(s)
+            if route is not None:
+                route.pop(sub, None)
+                if not route:
+                    del self._routes[s]
+
+    # -- state --------------------------------------------------------------------------------
+
+    def snapshot(self, symbols: Iterable[str] | None, history: int) -> list[Update]:
+        """The last ``history`` bars (at least the latest) of each symbol, oldest first."""
+        names = sorted(self._bars) if symbols is None else sorted(symbols)
+        keep = max(1, history)
+        out: list[Update] = []
+        for s in names:
+            bars = self._bars.get(s)
+            if bars:
+                out.extend(list(bars)[-keep:] if keep > 1 else (bars[-1],))
+        return out
+
+    def symbols(self) -> list[str]:
+        return sorted(self._bars)
+
+    def bars(self, symbol: str, limit: int) -> list[Update]:
+        """Up to ``limit`` most recent bars of ``symbol``, oldest first (empty if unknown)."""
+        bars = self._bars.get(symbol)
+        if not bars or limit <= 0:
+            return []
+        return list(bars)[-limit:]
+
+    def latest(self) -> list[Update]:
+        return [self._bars[s][-1] for s in sorted(self._bars)]
+
+    @property
+    def clients(self) -> int:
+        return len(self._subscribers)
+
+    def pending(self) -> int:
+        """Items queued across all clients (for metrics)."""
+        return sum(sub.stream_statistics() for sub in self._subscribers)
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Refuse new subscribers and end the current ones with 1001. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for sub in list(self._subscribers):
+            sub.end(CLOSE_GOING_AWAY, "server shutting down")
+        if not self._subscribers:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """After :meth:`close`, wait until every subscriber's session has finished."""
+        if not self._closed:
+            raise RuntimeError("Hub.wait_idle() expects a closed hub; call close() first")
+        await self._idle.wait()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

@@ -1,0 +1,142 @@
+"""The ``/ws`` client protocol: query options, control messages, replies. Pure.
+
+Nothing here awaits or touches a socket: :func:`parse_query` and :func:`parse_command` turn
+client input into typed values or raise :class:`ProtocolError` (``code`` for the error frame,
+``detail`` for humans); the ``*_frame`` functions build the JSON text the server sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import orjson
+
+from .candles import MAX_SYMBOL_LENGTH
+
+#: Largest control message accepted from a client, in bytes.
+MAX_COMMAND_BYTES: Final = 4096
+#: Most symbols one client may name at once (query or one subscribe).
+MAX_SYMBOLS: Final = 256
+#: Error frames a client may provoke before it is closed with 1008.
+MAX_ERRORS: Final = 10
+
+Op = Literal["subscribe", "unsubscribe", "ping"]
+
+
+class ProtocolError(ValueError):
+    """Bad client input; the connection stays open and gets an error frame."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What a client asked for in the ``/ws`` query string."""
+
+    symbols: frozenset[str] | None  # None: every symbol, present and future
+    history: int = 0
+    batch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One control message. ``id`` is echoed back when the client sent one."""
+
+    op: Op
+    symbols: tuple[str, ...] = ()
+    id: str | int | None = None
+
+
+def _symbols(items: list[Any]) -> tuple[str, ...]:
+    if len(items) > MAX_SYMBOLS:
+        raise ProtocolError("too_many_symbols", f"at most {MAX_SYMBOLS} symbols, got {len(items)}")
+    out: list[str] = []
+    for item in items:
+        if (
+            not isinstance(item, str)
+            or not item
+            or len(item) > MAX_SYMBOL_LENGTH
+            or not item.isprintable()
+            or item.strip() != item
+        ):
+            raise ProtocolError("bad_symbol", f"not a symbol: {str(item)[:40]!r}")
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _flag(text: str, name: str) -> bool:
+    value = text.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ProtocolError("bad_query", f"{name} must be 0 or 1, got {text[:20]!r}")
+
+
+def parse_query(query: Mapping[str, str], *, max_history: int) -> Options:
+    """Options from ``symbols=A,B&history=N&batch=1``; unknown keys are ignored."""
+    symbols: frozenset[str] | None = None
+    raw = query.get("symbols")
+    if raw is not None and raw.strip() not in ("", "*"):
+        symbols = frozenset(_symbols([s.strip() for s in raw.split(",") if s.strip()]))
+    history = 0
+    raw = query.get("history")
+    if raw is not None and raw != "":
+        try:
+            history = int(raw)
+        except ValueError:
+            raise ProtocolError("bad_query", f"history must be a whole number, got {raw[:20]!r}") from None
+        if not 0 <= history <= max_history:
+            raise ProtocolError("bad_query", f"history must be between 0 and {max_history}, got {history}")
+    batch = _flag(query.get("batch", "0"), "batch")
+    return Options(symbols=symbols, history=history, batch=batch)
+
+
+def parse_command(data: str | bytes) -> Command:
+    """One control message; raises :class:`ProtocolError` for anything but a valid command."""
+    if len(data) > MAX_COMMAND_BYTES:
+        raise ProtocolError("too_large", f"messages are limited to {MAX_COMMAND_BYTES} bytes")
+    try:
+        msg = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("bad_json", "message is not valid JSON") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("bad_message", "message must be a JSON object")
+    op = msg.get("op")
+    ident = msg.get("id")
+    if ident is not None and (isinstance(ident, bool) or not isinstance(ident, str | int)):
+        raise ProtocolError("bad_message", "id must be a string or an integer")
+    if op == "ping":
+        return Command("ping", id=ident)
+    if op in ("subscribe", "unsubscribe"):
+        items = msg.get("symbols")
+        if not isinstance(items, list) or not items:
+            raise ProtocolError("bad_message", f"{op} needs a non-empty list of symbols")
+        return Command(op, _symbols(items), ident)
+    raise ProtocolError("unknown_op", f"unknown op {str(op)[:40]!r}; expected subscribe, unsubscribe or ping")
+
+
+def _frame(payload: dict[str, Any], ident: str | int | None) -> str:
+    if ident is not None:
+        payload["id"] = ident
+    return orjson.dumps(payload).decode()
+
+
+def reply_frame(op: str, symbols: frozenset[str] | None, ident: str | int | None = None) -> str:
+    """``subscribed`` / ``unsubscribed``: the client's whole subscription after the change."""
+    listed: list[str] | str = "*" if symbols is None else sorted(symbols)
+    return _frame({"op": op, "symbols": listed}, ident)
+
+
+def pong_frame(server_time_ms: int, ident: str | int | None = None) -> str:
+    return _frame({"op": "pong", "t": server_time_ms}, ident)
+
+
+def error_frame(error: ProtocolError) -> str:
+    return _frame({"op": "error", "error": error.code, "detail": error.detail}, None)

@@ -1,0 +1,98 @@
+"""Running the app under uvicorn, with candlecast's own two-phase shutdown.
+
+uvicorn, left alone, fails every WebSocket with 1012 before the lifespan ends, and re-raises
+the signal after a graceful exit (so the process dies of SIGTERM, not exit 0). :class:`Server`
+instead, on the first SIGINT/SIGTERM: stops accepting, ends every client with 1001 through the
+hub, waits (bounded) until their sessions have closed, and only then lets uvicorn shut down
+(lifespan teardown stops the producer thread). A second SIGINT forces the exit; a repeated SIGTERM changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Generator
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Longest the drain waits for sessions to close after the 1001s are sent.
+DRAIN_TIMEOUT = 2.0
+
+
+def config(app: Starlette, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        root_path=settings.root_path,
+        log_level=settings.log_level,
+        ws="websockets-sansio",
+        ws_ping_interval=settings.ws_ping_interval or None,
+        ws_ping_timeout=settings.ws_ping_timeout or None,
+        ws_per_message_deflate=settings.ws_compression,
+        ws_max_size=64 * 1024,
+        proxy_headers=settings.proxy_headers,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=2,
+        lifespan="on",
+    )
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server with candlecast's drain on the first signal (or :meth:`request_exit`)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._drain_requested = False
+        self._drained = False
+
+    def request_exit(self, sig: int = signal.SIGTERM) -> None:
+        """Begin the graceful shutdown; a second SIGINT forces it. Loop thread only."""
+        if self._drain_requested and sig == signal.SIGINT:
+            self.force_exit = True
+            self.should_exit = True
+        self._drain_requested = True
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        sigs = (signal.SIGINT, signal.SIGTERM)
+        try:
+            for sig in sigs:
+                loop.add_signal_handler(sig, self.request_exit, sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread: the caller stops us
+            yield
+            return
+        try:
+            yield
+        finally:
+            for sig in sigs:
+                loop.remove_signal_handler(sig)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_requested and not self._drained:
+            self._drained = True
+            await self.drain()
+            return True
+        return await super().on_tick(counter)
+
+    async def drain(self) -> None:
+        """Stop accepting, end every client with 1001, wait for their sessions (bounded)."""
+        for server in self.servers:
+            server.close()
+        app = self.config.app
+        hub = getattr(getattr(app, "state", None), "hub", None)
+        if hub is None:
+            return
+        log.info("draining %d client(s)", hub.clients)
+        hub.close()
+        with anyio.move_on_after(DRAIN_TIMEOUT):
+            await hub.wait_idle()

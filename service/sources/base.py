@@ -1,0 +1,105 @@
+"""What every upstream source shares: the :class:`Source` protocol, upstream state, the
+normalizer that turns raw messages into candles, and the reconnect backoff.
+
+Sources run in the producer thread. :class:`Upstream` and :class:`Normalizer` are written by
+that thread only and read by the event loop (``/readyz``, ``/metrics``); each field is a single
+attribute or dict-item store, atomic under the GIL, so readers see a consistent-enough value.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from ..candles import REASONS, Candle, Format, MalformedMessage, parse
+
+log = logging.getLogger("service.upstream")
+
+Emit = Callable[[Candle], None]
+
+
+class Source(Protocol):
+    """An upstream feed, run as a thread target.
+
+    ``run`` blocks until ``stop`` is set (or the feed ends by itself), calling ``emit`` for
+    every candle; ``emit`` may block (a full bridge) and raises once the bridge is closed,
+    which a source lets propagate. ``wake`` is called from another thread after ``stop`` is
+    set, to interrupt blocking I/O; it must be safe to call at any time.
+    """
+
+    upstream: Upstream
+
+    def run(self, emit: Emit, stop: threading.Event) -> None: ...
+
+    def wake(self) -> None: ...
+
+
+class Upstream:
+    """Connection state of the upstream, for ``/readyz`` and ``/metrics``."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.connects = 0
+        self.reconnects = 0
+        self.messages = 0
+        self.last_message: float | None = None  # time.monotonic() of the last message
+        self.finished = False  # a finite source (replay) has no more data
+
+    def message_age(self, now: float) -> float | None:
+        return None if self.last_message is None else now - self.last_message
+
+
+class Normalizer:
+    """Raw upstream message -> :class:`Candle` or ``None``, never raising.
+
+    Malformed messages are counted per reason, logged at most once per second per reason
+    (with how many were suppressed), and skipped.
+    """
+
+    def __init__(self, fmt: Format, *, clock: Callable[[], float] = time.monotonic,
+                 log_interval: float = 1.0) -> None:  # fmt: skip
+        self._fmt = fmt
+        self._clock = clock
+        self._log_interval = log_interval
+        self.malformed: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self._last_logged: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, raw: bytes | str) -> Candle | None:
+        try:
+            return parse(self._fmt, raw)
+        except MalformedMessage as exc:
+            self.reject(exc, raw)
+            return None
+
+    def feed(self, msg: object) -> Candle | None:
+        """Like calling it, for a message already decoded from JSON (replay records)."""
+        try:
+            return self._fmt(msg)
+        except MalformedMessage as exc:
+            self.reject(exc, msg)
+            return None
+
+    def reject(self, exc: MalformedMessage, raw: object) -> None:
+        reason = exc.reason
+        self.malformed[reason] = self.malformed.get(reason, 0) + 1
+        now = self._clock()
+        last = self._last_logged.get(reason)
+        if last is not None and now - last < self._log_interval:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return
+        self._last_logged[reason] = now
+        suppressed = self._suppressed.pop(reason, 0)
+        more = f" ({suppressed} more since the last report)" if suppressed else ""
+        log.warning("skipped malformed upstream message: %s%s; message starts %r",
+                    exc, more, str(raw)[:120])  # fmt: skip
+
+
+def backoff(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:
+    """Capped exponential backoff with jitter: uniform in [d/2, d], d = min(max, initial * 2**n)."""
+    delay = min(maximum, initial * (2 ** min(attempt, 32)))
+    return rng.uniform(delay / 2, delay)

@@ -1,0 +1,97 @@
+"""The built-in simulator: seeded random-walk candles for a list of symbols.
+
+:class:`Simulator` is pure (time is passed in); :class:`SimSource` paces it in the producer
+thread at ``rate`` updates per second across all symbols, waiting on the stop event between
+updates (pacing, not polling). Each update moves the current bar's high/low/close; a new bar
+opens when the wall clock crosses a ``bar_seconds`` boundary. ``t`` and ``ot`` are epoch ms.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from ..candles import Candle
+from .base import Emit, Upstream
+
+# Catch-up bound: after a stall (a full bridge, a suspended process), emit at most this many
+# updates at once instead of the whole backlog.
+_MAX_BURST = 10_000
+
+
+class _Bar:
+    __slots__ = ("c", "h", "l", "o", "ot", "v")
+
+    def __init__(self, ot: int, price: float) -> None:
+        self.ot = ot
+        self.o = self.h = self.l = self.c = price
+        self.v = 0.0
+
+
+class Simulator:
+    """Deterministic for a given seed and sequence of ``now_ms`` values."""
+
+    def __init__(self, symbols: Sequence[str], *, bar_seconds: float = 60.0, seed: int = 1) -> None:
+        self._rng = random.Random(seed)
+        self._symbols = tuple(symbols)
+        self._bar_ms = max(1, round(bar_seconds * 1000))
+        self._price = {s: round(10 ** self._rng.uniform(0, 4.5), 2) for s in self._symbols}
+        self._bars: dict[str, _Bar] = {}
+        self._next = 0
+
+    def step(self, now_ms: int) -> Candle:
+        """The next update: symbols take turns; the price moves by a small random step."""
+        s = self._symbols[self._next]
+        self._next = (self._next + 1) % len(self._symbols)
+        ot = now_ms - now_ms % self._bar_ms
+        bar = self._bars.get(s)
+        if bar is None or ot > bar.ot:
+            bar = self._bars[s] = _Bar(ot, self._price[s])
+        price = self._price[s] * math.exp(self._rng.gauss(0.0, 0.0008))
+        price = round(price, 4 if price < 10 else 2)
+        self._price[s] = price
+        bar.c = price
+        bar.h = max(bar.h, price)
+        bar.l = min(bar.l, price)
+        bar.v = round(bar.v + self._rng.uniform(0.01, 5.0), 4)
+        return Candle(s=s, t=now_ms, ot=bar.ot, o=bar.o, h=bar.h, l=bar.l, c=bar.c, v=bar.v)
+
+
+class SimSource:
+    """Runs a :class:`Simulator` at ``rate`` updates/s until stopped."""
+
+    def __init__(self, symbols: Sequence[str], *, rate: float, bar_seconds: float = 60.0, seed: int = 1,
+                 wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:  # fmt: skip
+        self.sim = Simulator(symbols, bar_seconds=bar_seconds, seed=seed)
+        self.rate = rate
+        self.upstream = Upstream()
+        self._wall_ms = wall_ms
+
+    def run(self, emit: Emit, stop: threading.Event) -> None:
+        up = self.upstream
+        up.connected = True
+        up.connects += 1
+        start = time.monotonic()
+        sent = 0
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                due = min(int((now - start) * self.rate) + 1 - sent, _MAX_BURST)
+                if due > 0:
+                    wall = self._wall_ms()
+                    for _ in range(due):
+                        emit(self.sim.step(wall))
+                    sent += due
+                    up.messages += due
+                    up.last_message = now
+                if due >= _MAX_BURST:  # fell behind: forget the backlog
+                    start, sent = now, 0
+                stop.wait(max(0.0, start + sent / self.rate - time.monotonic()))
+        finally:
+            up.connected = False
+
+    def wake(self) -> None:
+        """Nothing to interrupt: the stop event itself ends the wait."""
