@@ -1,0 +1,160 @@
+"""Real servers for integration tests: candlecast under uvicorn, and a fake broker.
+
+Both listen on 127.0.0.1 port 0. candlecast gets a socket the test bound itself, so clients
+can connect at once (the kernel queues them until uvicorn accepts): no start-up wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import Server as WSServer
+from websockets.asyncio.server import ServerConnection, serve
+
+from service.app import create_app
+from service.hub import Hub
+from service.server import Server, config
+from service.settings import Settings
+from tests.conftest import DEADLINE
+
+
+def bind() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclasses.dataclass
+class Candlecast:
+    server: Server
+    port: int
+    settings: Settings
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, query: str = "") -> str:
+        return f"ws://127.0.0.1:{self.port}/ws" + (f"?{query}" if query else "")
+
+    @property
+    def hub(self) -> Hub:
+        hub: Hub = self.server.config.app.state.hub
+        return hub
+
+
+@asynccontextmanager
+async def candlecast(settings: Settings, **app_kwargs: Any) -> AsyncIterator[Candlecast]:
+    """A real candlecast (uvicorn + app + producer thread) on an ephemeral loopback port."""
+    sock = bind()
+    port = sock.getsockname()[1]
+    app = create_app(dataclasses.replace(settings, port=port), **app_kwargs)
+    server = Server(config(app, dataclasses.replace(settings, port=port, log_level="warning")))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        try:
+            yield Candlecast(server, port, settings)
+        finally:
+            server.request_exit()
+    sock.close()
+
+
+class FakeBroker:
+    """A real WebSocket server playing the broker. Tests push messages on command."""
+
+    def __init__(self) -> None:
+        self.connections: list[ServerConnection] = []
+        self.received: list[str | bytes] = []
+        self._connected = asyncio.Condition()
+        self._server: WSServer | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/stream"
+
+    async def _handler(self, conn: ServerConnection) -> None:
+        async with self._connected:
+            self.connections.append(conn)
+            self._connected.notify_all()
+        async for message in conn:
+            self.received.append(message)
+
+    async def wait_connections(self, n: int) -> ServerConnection:
+        """Wait until the broker has seen ``n`` connections in all; the latest one."""
+        with anyio.fail_after(DEADLINE):
+            async with self._connected:
+                await self._connected.wait_for(lambda: len(self.connections) >= n)
+        return self.connections[-1]
+
+    @property
+    def current(self) -> ServerConnection:
+        return self.connections[-1]
+
+    async def send(self, *messages: Any) -> None:
+        """Send each message (dicts as JSON) on the latest connection."""
+        conn = self.current
+        for msg in messages:
+            await conn.send(msg if isinstance(msg, str | bytes) else orjson.dumps(msg).decode())
+
+
+@asynccontextmanager
+async def fake_broker() -> AsyncIterator[FakeBroker]:
+    broker = FakeBroker()
+    async with serve(broker._handler, "127.0.0.1", 0, compression=None) as server:
+        broker._server = server
+        broker.port = next(iter(server.sockets)).getsockname()[1]
+        yield broker
+
+
+def seed(symbol: str, i: int, *, price: float = 100.0) -> dict[str, Any]:
+    """A seed-format message whose ``ot`` and ``time`` carry the sequence number ``i``."""
+    return {"symbol": symbol, "time": i, "candles": [i, price, price + 0.5, price + 1.0, price - 1.0]}
+
+
+@asynccontextmanager
+async def client(url: str, **kwargs: Any) -> AsyncIterator[ClientConnection]:
+    async with connect(url, compression=None, proxy=None, open_timeout=DEADLINE, **kwargs) as ws:
+        yield ws
+
+
+async def recv_json(ws: ClientConnection) -> Any:
+    with anyio.fail_after(DEADLINE):
+        return orjson.loads(await ws.recv())
+
+
+async def synced(ws: ClientConnection) -> list[Any]:
+    """Ping and read until the pong: the session is subscribed. Returns what came before it."""
+    await ws.send('{"op":"ping","id":"sync"}')
+    before: list[Any] = []
+    while True:
+        msg = await recv_json(ws)
+        if isinstance(msg, dict) and msg.get("op") == "pong" and msg.get("id") == "sync":
+            return before
+        before.append(msg)
+
+
+def ws_settings(broker: FakeBroker, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "source": "ws",
+        "upstream": broker.url,
+        "format": "seed",
+        "reconnect_min": 0.02,
+        "reconnect_max": 0.1,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+Check = Callable[[Any], bool]
