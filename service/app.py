@@ -37,7 +37,8 @@ from .ws import stream, token_ok
 log = logging.getLogger(__name__)
 
 Ingest = tuple[Candle, float]  # a candle and the time.monotonic() the producer saw it at
-#: Candles published per pump step before yielding to the client writers.
+#: Most candles published per pump step before yielding to the client writers. Each step is
+#: also capped at half the per-client bound, so a client that keeps up always has room.
 PUMP_BATCH = 512
 STATIC = Path(__file__).parent / "static"
 
@@ -53,9 +54,10 @@ class State(TypedDict):
 async def pump(bridge: Bridge[Ingest], hub: Hub) -> None:
     """Bridge -> hub, until the bridge ends. Yields to the loop after every batch."""
     publish = hub.publish
+    limit = max(1, min(PUMP_BATCH, hub.client_queue // 2))
     while True:
         try:
-            batch = await bridge.get_batch(PUMP_BATCH)
+            batch = await bridge.get_batch(limit)
         except anyio.EndOfStream:
             return
         for candle, received in batch:

@@ -7,9 +7,11 @@ subscriber's bounded anyio memory stream.
 
 Slow-client policy (per subscriber, see :meth:`Subscriber.offer`):
 
-* an update whose bar (same symbol and ``ot``) is still pending for that client replaces the
-  pending one in place: the client gets the newest state of the bar, at the bar's place in its
-  queue, and never a stale intermediate state (counted as ``merged``);
+* a client that keeps up gets every update. One that is behind -- half its bound or more
+  queued, i.e. it did not drain the previous pump step (the pump publishes at most half the
+  bound per step) -- has an update whose bar (same symbol and ``ot``) is still queued merged
+  into that queued entry: it gets the newest state of the bar at the bar's place in its queue,
+  never a stale intermediate state (counted as ``merged``);
 * when the client's stream is full (``client_queue`` pending items), the client is ended with
   close code 1013 and a reason (counted as ``slow_disconnects``). Its dashboard reconnects and
   re-syncs from the snapshot.
@@ -104,18 +106,26 @@ class Subscriber:
         self.close_reason = ""
         self._hub = hub
         self._on_end = on_end
-        self._pending: dict[Key, Update] = {}
+        # Live updates in the stream: the last queued entry of each bar, merged replacements
+        # keyed by the queued entry they replace, and how many are queued.
+        self._last: dict[Key, Update] = {}
+        self._replaced: dict[Update, Update] = {}
+        self._queued = 0
+        self._merge_from = max(1, hub.client_queue // 2)
         self._send, self.receive = anyio.create_memory_object_stream[Item](hub.client_queue)
 
     def offer(self, update: Update) -> bool:
-        """Queue ``update`` without waiting; merge it into a pending update of the same bar.
+        """Queue ``update`` without waiting. Returns False when the stream is full: the caller
+        must then :meth:`end` this subscriber.
 
-        Returns False when the stream is full: the caller must :meth:`end` this subscriber.
+        While the client is behind (at least ``merge_from`` updates queued), an update of a bar
+        that is still queued replaces the content of that bar's last queued entry instead of
+        taking a new place.
         """
         key = update.key
-        pending = self._pending
-        if key in pending:
-            pending[key] = update
+        last = self._last.get(key)
+        if last is not None and self._queued >= self._merge_from:
+            self._replaced[last] = update
             self._hub.stats.merged += 1
             return True
         try:
@@ -124,12 +134,18 @@ class Subscriber:
             return False
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return True  # ended already; the hub drops it from its routes
-        pending[key] = update
+        self._last[key] = update
+        self._queued += 1
         return True
 
     def take(self, update: Update) -> Update:
-        """The newest state of ``update``'s bar, now no longer pending. Writer side."""
-        return self._pending.pop(update.key, update)
+        """What to send for a queued ``update``: it, or the newer state merged into it."""
+        self._queued -= 1
+        if self._last.get(update.key) is update:
+            del self._last[update.key]
+        if self._replaced:
+            return self._replaced.pop(update, update)
+        return update
 
     def queue(self, item: Reply | Snapshot) -> None:
         """Queue a control reply or snapshot; ends the client with 1013 if it is full."""
@@ -150,7 +166,8 @@ class Subscriber:
         self.close_reason = reason
         self._hub._unroute(self)
         self._send.close()
-        self._pending.clear()
+        self._last.clear()
+        self._replaced.clear()
         if self._on_end is not None:
             self._on_end()
 

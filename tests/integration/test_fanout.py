@@ -171,5 +171,3 @@ async def _auth_checks(cc: Candlecast) -> None:
             pass
     async with client(cc.ws_url("token=s3cret"), origin="http://good.example") as ws:
         await synced(ws)
-
-

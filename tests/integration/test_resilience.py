@@ -1,0 +1,246 @@
+"""Unhappy paths through a real candlecast: slow clients, broker drops, bad upstream data,
+and shutdown with clients connected."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import DEADLINE
+from tests.integration.harness import (
+    candlecast,
+    client,
+    fake_broker,
+    recv_json,
+    seed,
+    synced,
+    ws_settings,
+)
+
+LONG = "S" * 32  # a long symbol makes each frame larger, so socket buffers fill sooner
+
+
+@asynccontextmanager
+async def stalled_client(url: str) -> Any:
+    """A client that stops reading: a tiny receive buffer, and websockets' flow control pauses
+    reading as soon as one message is queued."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(url.split(":")[2].split("/")[0])))
+    sock.setblocking(False)
+    async with connect(url, sock=sock, compression=None, proxy=None, max_queue=1) as ws:
+        yield ws
+
+
+async def metric(cc: Any, name: str) -> float:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(cc.url + "/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_slow_client_is_closed_with_1013_and_does_not_delay_others() -> None:
+    """The feed runs in chunks that the healthy client reads in full before the next one
+    (it keeps up by construction); the stalled client reads nothing until the end."""
+    chunks, size = 150, 200
+    async with fake_broker() as broker, candlecast(ws_settings(broker, client_queue=256)) as cc:
+        await broker.wait_connections(1)
+        async with stalled_client(cc.ws_url()) as slow, client(cc.ws_url()) as healthy:
+            await synced(slow)
+            await synced(healthy)
+            for chunk in range(chunks):
+                base = chunk * size
+                await broker.send(*(seed(LONG, base + i) for i in range(size)))
+                for i in range(size):
+                    assert (await recv_json(healthy))["ot"] == base + i
+            # the stalled client, read at last: a prefix in order, then 1013
+            seen = -1
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    msg = await recv_json(slow)
+                    assert msg["ot"] == seen + 1
+                    seen = msg["ot"]
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1013
+            assert "slow" in closed.value.rcvd.reason
+            assert seen < chunks * size - 1
+        assert await metric(cc, "candlecast_slow_disconnects_total") == 1
+        # bounded: nobody holds more than the per-client bound
+        assert await metric(cc, "candlecast_client_queue_items") <= 256
+
+
+async def test_same_bar_updates_merge_while_behind() -> None:
+    """Once a stalled client is behind (half its bound queued), 5000 updates of one bar
+    collapse into one queued entry that carries the bar's newest state; the healthy client
+    gets all 5000."""
+    async with fake_broker() as broker, candlecast(ws_settings(broker, client_queue=64)) as cc:
+        await broker.wait_connections(1)
+        async with stalled_client(cc.ws_url()) as slow, client(cc.ws_url()) as healthy:
+            await synced(slow)
+            await synced(healthy)
+            fill = 0
+            # each step is a chunk the healthy client has read; small enough steps that the
+            # stalled client's queue stops between the merge point (32) and its bound (64)
+            while cc.hub.pending() < 36:
+                assert fill < 100_000, "the stalled client never fell behind"
+                await broker.send(*(seed(LONG, i) for i in range(fill, fill + 10)))
+                for _ in range(10):
+                    await recv_json(healthy)
+                fill += 10
+            for base in range(0, 5000, 25):
+                await broker.send(
+                    *(
+                        {"symbol": "AAA", "time": 10_000 + j, "candles": [10_000, 1.0, 1.0 + j / 1e4, 2.0, 0.5]}
+                        for j in range(base, base + 25)
+                    )
+                )
+                for j in range(base, base + 25):
+                    assert (await recv_json(healthy))["t"] == 10_000 + j
+            assert await metric(cc, "candlecast_merged_total") == 4999
+            assert await metric(cc, "candlecast_slow_disconnects_total") == 0
+            got = [await recv_json(slow) for _ in range(fill + 1)]
+            assert [m["ot"] for m in got[:fill]] == list(range(fill))
+            assert got[fill]["s"] == "AAA"
+            assert got[fill]["t"] == 14_999 and got[fill]["c"] == 1.4999  # the bar's newest state
+
+
+async def test_broker_drop_reconnects_and_data_flows_again() -> None:
+    subscribe = '{"method":"SUBSCRIBE","id":1}'
+    async with fake_broker() as broker, candlecast(ws_settings(broker, subscribe=subscribe)) as cc:
+        first = await broker.wait_connections(1)
+        async with client(cc.ws_url()) as ws:
+            await synced(ws)
+            await broker.send(seed("AAA", 1))
+            assert (await recv_json(ws))["ot"] == 1
+            await first.close(1011, "broker going away")
+            await broker.wait_connections(2)
+            await broker.send(seed("AAA", 2))
+            assert (await recv_json(ws))["ot"] == 2
+        assert broker.received.count(subscribe) == 2  # sent on every (re)connect
+        assert await metric(cc, "candlecast_upstream_reconnects_total") >= 1
+        assert await metric(cc, "candlecast_upstream_connected") == 1
+
+
+async def test_broker_refusing_connections_is_retried_with_backoff() -> None:
+    """No broker at first: candlecast keeps trying, /readyz says why, then it connects."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens on this port now
+    from service.settings import Settings
+
+    settings = Settings(source="ws", upstream=f"ws://127.0.0.1:{port}/", reconnect_min=0.02, reconnect_max=0.05)
+    async with candlecast(settings) as cc:
+        async with httpx.AsyncClient() as http:
+            ready = await http.get(cc.url + "/readyz")
+            assert ready.status_code == 503
+            assert "not connected" in ready.json()["reason"]
+            assert (await http.get(cc.url + "/healthz")).status_code == 200
+
+
+async def test_malformed_upstream_messages_are_counted_and_skipped() -> None:
+    bad: list[Any] = [
+        "not json at all",
+        '{"symbol": "AAA", "time": 1, "candles": [1, "100", 101, 102, 99]}',  # string price
+        '{"symbol": "AAA", "time": 1, "candles": [1, 100, 101]}',  # wrong shape
+        '{"symbol": "AAA", "time": 1, "candles": [1, 100, 101, 90, 99]}',  # high below close
+        '{"symbol": "AAA", "time": 1, "candles": [1, 1e999, 101, 102, 99]}',  # inf: orjson refuses it as JSON
+        '{"symbol": "", "time": 1, "candles": [1, 100, 101, 102, 99]}',  # empty symbol
+        "[" + "1," * 40_000 + "1]",  # oversize
+    ]
+    async with fake_broker() as broker, candlecast(ws_settings(broker)) as cc:
+        await broker.wait_connections(1)
+        async with client(cc.ws_url()) as ws:
+            await synced(ws)
+            await broker.send(seed("AAA", 1), *bad, seed("AAA", 2), '{"heartbeat": true}', seed("AAA", 3))
+            assert [(await recv_json(ws))["ot"] for _ in range(3)] == [1, 2, 3]
+        for reason, count in {"json": 2, "type": 1, "shape": 1, "ohlc": 1, "symbol": 1, "oversize": 1}.items():
+            assert await metric(cc, f'candlecast_malformed_total{{reason="{reason}"}}') == count, reason
+        assert await metric(cc, "candlecast_upstream_connects_total") == 1  # never dropped
+
+
+async def test_shutdown_closes_clients_with_1001() -> None:
+    async with fake_broker() as broker:
+        async with candlecast(ws_settings(broker)) as cc:
+            await broker.wait_connections(1)
+            async with client(cc.ws_url()) as a, client(cc.ws_url("batch=1")) as b:
+                await synced(a)
+                await synced(b)
+                cc.server.request_exit()
+                for ws in (a, b):
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await recv_json(ws)
+                    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+async def test_sigterm_exits_0_within_5s_with_clients_and_a_silent_broker() -> None:
+    from websockets.asyncio.server import serve
+
+    release = anyio.Event()
+
+    async def silent(conn: Any) -> None:
+        await conn.send('{"symbol": "AAA", "time": 1, "candles": [1, 1, 1, 1, 1]}')
+        conn.transport.pause_reading()  # never answers pings or a close frame again
+        await release.wait()
+        conn.transport.abort()
+
+    async with serve(silent, "127.0.0.1", 0, compression=None) as broker:
+        bport = next(iter(broker.sockets)).getsockname()[1]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "CANDLECAST_LOG_LEVEL": "info"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "--port", str(port), "--source", "ws",
+             "--upstream", f"ws://127.0.0.1:{bport}/"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            await _wait_started(proc)
+            url = f"ws://127.0.0.1:{port}/ws"
+            ws = await connect(url, compression=None, proxy=None)
+            ws2 = await connect(url, compression=None, proxy=None)
+            assert (await recv_json(ws))["ot"] == 1
+            await synced(ws2)
+            start = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            for c in (ws, ws2):
+                with pytest.raises(ConnectionClosed) as closed:
+                    await recv_json(c)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            code = await anyio.to_thread.run_sync(proc.wait, 5.0)
+            assert code == 0
+            assert time.monotonic() - start < 5.0
+        finally:
+            release.set()
+            if proc.poll() is None:
+                proc.kill()
+            out = proc.communicate()[0].decode()
+        assert "Traceback" not in out, out
+
+
+async def _wait_started(proc: subprocess.Popen[bytes]) -> list[str]:
+    """Read the child's log until uvicorn says it is listening (an event, not a guess)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    with anyio.fail_after(DEADLINE):
+        while not lines or "Uvicorn running on" not in lines[-1]:
+            line = (await anyio.to_thread.run_sync(proc.stdout.readline)).decode()
+            if not line:
+                raise AssertionError("candlecast exited early:\n" + "".join(lines))
+            lines.append(line)
+    return lines
