@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import orjson
+from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server as WSServer
 from websockets.asyncio.server import ServerConnection, serve
@@ -38,6 +39,7 @@ def bind() -> socket.socket:
 @dataclasses.dataclass
 class Candlecast:
     server: Server
+    app: Starlette
     port: int
     settings: Settings
 
@@ -50,7 +52,7 @@ class Candlecast:
 
     @property
     def hub(self) -> Hub:
-        hub: Hub = self.server.config.app.state.hub
+        hub: Hub = self.app.state.hub
         return hub
 
 
@@ -64,7 +66,7 @@ async def candlecast(settings: Settings, **app_kwargs: Any) -> AsyncIterator[Can
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         try:
-            yield Candlecast(server, port, settings)
+            yield Candlecast(server, app, port, settings)
         finally:
             server.request_exit()
     sock.close()

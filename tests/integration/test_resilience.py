@@ -3,6 +3,7 @@ and shutdown with clients connected."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -204,43 +206,33 @@ async def test_sigterm_exits_0_within_5s_with_clients_and_a_silent_broker() -> N
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         env = {**os.environ, "CANDLECAST_LOG_LEVEL": "info"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "--port", str(port), "--source", "ws",
-             "--upstream", f"ws://127.0.0.1:{bport}/"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            await _wait_started(proc)
-            url = f"ws://127.0.0.1:{port}/ws"
-            ws = await connect(url, compression=None, proxy=None)
-            ws2 = await connect(url, compression=None, proxy=None)
-            assert (await recv_json(ws))["ot"] == 1
-            await synced(ws2)
-            start = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            for c in (ws, ws2):
-                with pytest.raises(ConnectionClosed) as closed:
-                    await recv_json(c)
-                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
-            code = await anyio.to_thread.run_sync(proc.wait, 5.0)
-            assert code == 0
-            assert time.monotonic() - start < 5.0
-        finally:
-            release.set()
-            if proc.poll() is None:
-                proc.kill()
-            out = proc.communicate()[0].decode()
-        assert "Traceback" not in out, out
-
-
-async def _wait_started(proc: subprocess.Popen[bytes]) -> list[str]:
-    """Read the child's log until uvicorn says it is listening (an event, not a guess)."""
-    assert proc.stdout is not None
-    lines: list[str] = []
-    with anyio.fail_after(DEADLINE):
-        while not lines or "Uvicorn running on" not in lines[-1]:
-            line = (await anyio.to_thread.run_sync(proc.stdout.readline)).decode()
-            if not line:
-                raise AssertionError("candlecast exited early:\n" + "".join(lines))
-            lines.append(line)
-    return lines
+        cmd = [sys.executable, "-m", "service", "--port", str(port), "--source", "ws",
+               "--upstream", f"ws://127.0.0.1:{bport}/"]  # fmt: skip
+        async with await anyio.open_process(cmd, env=env, stderr=subprocess.STDOUT) as proc:
+            assert proc.stdout is not None
+            log = BufferedByteReceiveStream(proc.stdout)
+            try:
+                with anyio.fail_after(DEADLINE):  # the child's log says when it listens
+                    while b"Uvicorn running on" not in await log.receive_until(b"\n", 65536):
+                        pass
+                url = f"ws://127.0.0.1:{port}/ws"
+                ws = await connect(url, compression=None, proxy=None)
+                ws2 = await connect(url, compression=None, proxy=None)
+                assert (await recv_json(ws))["ot"] == 1
+                await synced(ws2)
+                start = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                for c in (ws, ws2):
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await recv_json(c)
+                    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+                with anyio.fail_after(5.0):
+                    assert await proc.wait() == 0
+                assert time.monotonic() - start < 5.0
+                rest = b""
+                with contextlib.suppress(anyio.EndOfStream, anyio.IncompleteRead):
+                    while True:
+                        rest += await log.receive_until(b"\n", 65536) + b"\n"
+                assert b"Traceback" not in rest, rest.decode()
+            finally:
+                release.set()
