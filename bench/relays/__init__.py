@@ -1,0 +1,1 @@
+"""Reference relays the benchmark runs beside candlecast."""
