@@ -187,7 +187,7 @@ def relay_cmd(relay: str, port: int, bport: int, batch_note: str = "") -> list[s
     up = f"ws://127.0.0.1:{bport}/"
     if relay == "candlecast":
         return [sys.executable, "-m", "service", "--port", str(port), "--source", "ws", "--format", "seed",
-                "--upstream", up, "--log-level", "warning", "--client-queue", "4096", "--max-clients", "5000"]  # fmt: skip
+                "--upstream", up, "--log-level", "warning", "--max-clients", "5000"]  # fmt: skip
     return [sys.executable, "-m", f"bench.relays.{relay}", "--port", str(port), "--upstream", up]
 
 
@@ -225,9 +225,9 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
-async def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+async def wait_port(port: int, proc: asyncio.subprocess.Process) -> None:
     for _ in range(600):
-        if proc.poll() is not None:
+        if proc.returncode is not None:
             raise RuntimeError(f"relay exited with {proc.returncode}")
         try:
             _, w = await asyncio.open_connection("127.0.0.1", port)
@@ -248,9 +248,11 @@ def pct(sorted_vals: list[int], q: float) -> float:
 
 
 async def run_one(relay: str, sc: Scenario, seconds: float, workers: int) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
     async with broker() as (b, bport):
         port = free_port()
-        proc = subprocess.Popen(relay_cmd(relay, port, bport), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cmd = relay_cmd(relay, port, bport)
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             await wait_port(port, proc)
             await asyncio.wait_for(b.connected.wait(), 30)
@@ -271,7 +273,6 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int) -> dic
                 w.start()
                 pipes.append(a)
                 procs.append(w)
-            loop = asyncio.get_running_loop()
             for a in pipes:
                 assert await loop.run_in_executor(None, a.recv) == "ready"
             await b.stream(sc.rate, 1.0)  # warm-up: every subscription is live by now
@@ -311,9 +312,10 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int) -> dic
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
-                await loop.run_in_executor(None, proc.wait, 10)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
                 proc.kill()
+                await proc.wait()
     healthy = [r for r in results if not r["stalled"]]
     lat: list[int] = []
     for r in healthy:
@@ -350,7 +352,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-async def main() -> None:
+async def main() -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", action="append", help="scenario name (repeatable); default: all")
     p.add_argument("--relay", action="append", choices=RELAYS, help="relay (repeatable); default: all")
@@ -363,8 +365,9 @@ async def main() -> None:
     scenarios = [s for s in SCENARIOS if not a.scenario or s.name in a.scenario]
     relays = a.relay or RELAYS
     rows = []
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {platform.machine()} · "
-          f"{os.cpu_count()} cores · Python {platform.python_version()} · {seconds:.0f} s per run", flush=True)  # fmt: skip
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"# {stamp} · {platform.machine()} · {os.cpu_count()} cores · "
+          f"Python {platform.python_version()} · {seconds:.0f} s per run", flush=True)  # fmt: skip
     for sc in scenarios:
         for relay in relays:
             row = await run_one(relay, sc, seconds, a.workers)
@@ -372,10 +375,11 @@ async def main() -> None:
             print(table([row]).splitlines()[-1], flush=True)
     print()
     print(table(rows))
-    if a.json:
-        with open(a.json, "wb") as f:
-            f.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
+    return rows
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    out = asyncio.run(main())
+    if "--json" in sys.argv:
+        with open(sys.argv[sys.argv.index("--json") + 1], "wb") as f:
+            f.write(orjson.dumps(out, option=orjson.OPT_INDENT_2))
