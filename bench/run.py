@@ -183,23 +183,26 @@ def free_port() -> int:
         return port
 
 
-def relay_cmd(relay: str, port: int, bport: int, batch_note: str = "") -> list[str]:
+def relay_cmd(relay: str, port: int, bport: int) -> list[str]:
     up = f"ws://127.0.0.1:{bport}/"
     if relay == "candlecast":
+        extra = os.environ.get("CANDLECAST_BENCH_ARGS", "").split()
         return [sys.executable, "-m", "service", "--port", str(port), "--source", "ws", "--format", "seed",
-                "--upstream", up, "--log-level", "warning", "--max-clients", "5000"]  # fmt: skip
+                "--upstream", up, "--log-level", "warning", "--max-clients", "5000", *extra]  # fmt: skip
     return [sys.executable, "-m", f"bench.relays.{relay}", "--port", str(port), "--upstream", up]
 
 
-def cpu_seconds(pid: int) -> float:
-    total = 0.0
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` and its children, from /proc."""
+    user = system = 0.0
     for p in [pid, *children(pid)]:
         try:
             fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
+        user += int(fields[11]) / TICK
+        system += int(fields[12]) / TICK
+    return user, system
 
 
 def children(pid: int) -> list[int]:
@@ -247,7 +250,8 @@ def pct(sorted_vals: list[int], q: float) -> float:
     return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))] / 1000.0
 
 
-async def run_one(relay: str, sc: Scenario, seconds: float, workers: int) -> dict[str, Any]:
+async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profile: str | None = None
+                  ) -> dict[str, Any]:  # fmt: skip
     loop = asyncio.get_running_loop()
     async with broker() as (b, bport):
         port = free_port()
@@ -282,7 +286,7 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int) -> dic
             for a in pipes:
                 assert await loop.run_in_executor(None, a.recv) == "started"
             rss_conn = rss_bytes(proc.pid)
-            cpu0 = cpu_seconds(proc.pid)
+            user0, sys0 = cpu_times(proc.pid)
             t0 = time.monotonic()
             peak = rss_conn
             sampler_stop = asyncio.Event()
@@ -295,10 +299,22 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int) -> dic
                         await asyncio.wait_for(sampler_stop.wait(), 0.2)
 
             sampler = asyncio.create_task(sample())
+            spy = None
+            if profile:  # py-spy's collapsed stacks of the relay, for the measured window
+                out = f"{profile}/{relay}-{sc.name.replace(' ', '_')}.txt"
+                spy = await asyncio.create_subprocess_exec(
+                    "py-spy", "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "250",
+                    "--duration", str(int(seconds)), "--output", out, "--threads", "--gil",
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
             sent = await b.stream(sc.rate, seconds)
+            if spy is not None:
+                await spy.wait()
             await asyncio.sleep(1.0)  # let the last deliveries land
             elapsed = time.monotonic() - t0
-            cpu = cpu_seconds(proc.pid) - cpu0
+            user1, sys1 = cpu_times(proc.pid)
+            cpu = user1 - user0 + sys1 - sys0
+            sys_share = (sys1 - sys0) / cpu if cpu else 0.0
             rss_end = rss_bytes(proc.pid)
             sampler_stop.set()
             await sampler
@@ -330,6 +346,7 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int) -> dic
         "deliveries_s": delivered / elapsed,
         "p50": pct(lat, 0.50), "p90": pct(lat, 0.90), "p99": pct(lat, 0.99), "max": pct(lat, 1.0),
         "cpu_per_1k": 1000.0 * cpu / delivered if delivered else float("nan"),
+        "sys_share": sys_share,
         "cpu_per_1k_candles": 1000.0 * cpu / sent if sent else float("nan"),
         "peak_rss_mb": peak / 2**20,
         "rss_per_client_kb": max(0, rss_conn - rss0) / 1024 / sc.clients,
@@ -341,13 +358,13 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int) -> dic
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("scenario", "relay", "deliv%", "deliv/s", "p50ms", "p90ms", "p99ms", "maxms", "cpu s/1k",
-            "peakMB", "KB/cli", "stalled")  # fmt: skip
+            "sys%", "peakMB", "KB/cli", "stalled")  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(
             f"| {r['scenario']} | {r['relay']} | {r['delivered_pct']:.1f} | {r['deliveries_s']:.0f} | "
             f"{r['p50']:.2f} | {r['p90']:.2f} | {r['p99']:.2f} | {r['max']:.1f} | {r['cpu_per_1k']:.4f} | "
-            f"{r['peak_rss_mb']:.0f} | {r['rss_per_client_kb']:.1f} | {','.join(map(str, r['stalled_close'])) or '-'} |"
+            f"{100 * r['sys_share']:.0f} | {r['peak_rss_mb']:.0f} | {r['rss_per_client_kb']:.1f} | {','.join(map(str, r['stalled_close'])) or '-'} |"
         )
     return "\n".join(lines)
 
@@ -360,6 +377,7 @@ async def main() -> list[dict[str, Any]]:
     p.add_argument("--quick", action="store_true", help="3 s per run")
     p.add_argument("--workers", type=int, default=2, help="client worker processes")
     p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--profile", metavar="DIR", help="record each relay with py-spy (collapsed stacks) into DIR")
     a = p.parse_args()
     seconds = 3.0 if a.quick else a.seconds
     scenarios = [s for s in SCENARIOS if not a.scenario or s.name in a.scenario]
@@ -370,7 +388,7 @@ async def main() -> list[dict[str, Any]]:
           f"Python {platform.python_version()} · {seconds:.0f} s per run", flush=True)  # fmt: skip
     for sc in scenarios:
         for relay in relays:
-            row = await run_one(relay, sc, seconds, a.workers)
+            row = await run_one(relay, sc, seconds, a.workers, a.profile)
             rows.append(row)
             print(table([row]).splitlines()[-1], flush=True)
     print()

@@ -25,6 +25,7 @@ subscriber with 1001 and refuses new ones; it is idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -93,8 +94,9 @@ class State(enum.Enum):
 class Subscriber:
     """One client's subscription: its symbol filter, bounded stream and pending bars.
 
-    The hub calls :meth:`offer`; the client's writer receives from :attr:`receive` and passes
-    each :class:`Update` through :meth:`take` to get the newest state of that bar.
+    The hub calls :meth:`offer`; the client's writer drains :attr:`receive` with
+    ``receive_nowait`` (``EndOfStream`` once ended), parks in :meth:`wait` when it is empty,
+    and passes each :class:`Update` through :meth:`take` to get the newest state of that bar.
     """
 
     def __init__(self, hub: Hub, symbols: frozenset[str] | None, history: int,
@@ -113,6 +115,7 @@ class Subscriber:
         self._queued = 0
         self._merge_from = max(1, hub.client_queue // 2)
         self._send, self.receive = anyio.create_memory_object_stream[Item](hub.client_queue)
+        self._waiter: asyncio.Future[None] | None = None  # the writer, parked on an empty stream
 
     def offer(self, update: Update) -> bool:
         """Queue ``update`` without waiting. Returns False when the stream is full: the caller
@@ -136,6 +139,8 @@ class Subscriber:
             return True  # ended already; the hub drops it from its routes
         self._last[key] = update
         self._queued += 1
+        if self._waiter is not None:
+            self._wake()
         return True
 
     def take(self, update: Update) -> Update:
@@ -156,6 +161,30 @@ class Subscriber:
         except anyio.WouldBlock:
             self._hub.stats.slow_disconnects += 1
             self.end(CLOSE_TRY_AGAIN, "client too slow: queue full")
+            return
+        if self._waiter is not None:
+            self._wake()
+
+    async def wait(self) -> None:
+        """Park the writer until something is queued or the subscriber ends.
+
+        The writer calls this only after ``receive.receive_nowait()`` raised ``WouldBlock``;
+        the hub wakes it on the empty -> non-empty transition, like the bridge: one plain
+        future per wake-up, no checkpoint round trip and no polling. Cancellable.
+        """
+        if self.state is State.ENDED:
+            return
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        self._waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def end(self, code: int, reason: str) -> None:
         """Stop routing to this client and ask its session to close with ``code``. Idempotent."""
@@ -168,6 +197,7 @@ class Subscriber:
         self._send.close()
         self._last.clear()
         self._replaced.clear()
+        self._wake()
         if self._on_end is not None:
             self._on_end()
 

@@ -60,6 +60,8 @@ class Settings:
     stale_after: float = 30.0
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
+    loop: str = "auto"
+    ws_impl: str = "websockets-sansio"
     proxy_headers: bool = False
     forwarded_allow_ips: str = "127.0.0.1"
 
@@ -151,6 +153,8 @@ _OPTIONS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
     "stale_after": (_float(0.1), "seconds without upstream data before /readyz reports stale"),
     "reconnect_min": (_float(0.01), "first upstream reconnect delay, seconds"),
     "reconnect_max": (_float(0.01), "longest upstream reconnect delay, seconds"),
+    "loop": (_choice(("auto", "asyncio", "uvloop")), "event loop (auto: uvloop when installed)"),
+    "ws_impl": (_choice(("websockets-sansio", "websockets", "wsproto")), "uvicorn's WebSocket implementation"),
     "proxy_headers": (_bool, "trust X-Forwarded-* from --forwarded-allow-ips"),
     "forwarded_allow_ips": (_str, "proxy addresses whose X-Forwarded-* headers are trusted"),
 }

@@ -155,13 +155,15 @@ async def _writer(websocket: WebSocket, sub: Subscriber, batch: bool, stats: Sta
     send = websocket.send
     receive = sub.receive
     take = sub.take
+    wait = sub.wait
     latency = stats.latency
     try:
         while True:
             try:
                 item = receive.receive_nowait()
             except anyio.WouldBlock:
-                item = await receive.receive()
+                await wait()
+                continue
             last: Update | None = None
             texts: list[str] = []
             delivered = 0
