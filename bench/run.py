@@ -364,7 +364,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['scenario']} | {r['relay']} | {r['delivered_pct']:.1f} | {r['deliveries_s']:.0f} | "
             f"{r['p50']:.2f} | {r['p90']:.2f} | {r['p99']:.2f} | {r['max']:.1f} | {r['cpu_per_1k']:.4f} | "
-            f"{100 * r['sys_share']:.0f} | {r['peak_rss_mb']:.0f} | {r['rss_per_client_kb']:.1f} | {','.join(map(str, r['stalled_close'])) or '-'} |"
+            f"{100 * r['sys_share']:.0f} | {r['peak_rss_mb']:.0f} | {r['rss_per_client_kb']:.1f} | "
+            f"{','.join(map(str, r['stalled_close'])) or '-'} |"
         )
     return "\n".join(lines)
 

@@ -32,7 +32,7 @@ from .hub import Hub
 from .metrics import Collector, Stats, make_registry, render
 from .settings import Settings
 from .sources.base import Normalizer, Source
-from .ws import stream, token_ok
+from .ws import StreamEndpoint, token_ok
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def create_app(settings: Settings, *, source_factory: Callable[[Settings], Sourc
 
     routes = [
         Route("/", index),
-        WebSocketRoute("/ws", stream),
+        WebSocketRoute("/ws", StreamEndpoint()),
         Route("/api/symbols", api_symbols),
         Route("/api/candles", api_candles),
         Route("/healthz", healthz),

@@ -18,9 +18,9 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from typing import Any
 
 import anyio
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .hub import (
@@ -64,8 +64,17 @@ def origin_ok(settings: Settings, origin: str | None) -> bool:
     return not settings.origins or (origin is not None and origin in settings.origins)
 
 
-async def stream(websocket: WebSocket) -> None:
-    """The ``/ws`` route."""
+class StreamEndpoint:
+    """The ``/ws`` route, as a plain ASGI app so the writer can hand the hub's prebuilt ASGI
+    messages straight to the server's ``send`` (no per-frame wrapper); Starlette's
+    :class:`WebSocket` still handles accept, receive and close."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await stream(WebSocket(scope, receive, send), send)
+
+
+async def stream(websocket: WebSocket, send: Send) -> None:
+    """One client session."""
     hub: Hub = websocket.state.hub
     settings: Settings = websocket.state.settings
     stats: Stats = websocket.state.stats
@@ -89,7 +98,7 @@ async def stream(websocket: WebSocket) -> None:
         async with hub.subscribe(options.symbols, history=options.history, on_end=scope.cancel) as sub:
             with scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(_writer, websocket, sub, options.batch, stats, tg.cancel_scope)
+                    tg.start_soon(_writer, send, sub, options.batch, stats, tg.cancel_scope)
                     await _reader(websocket, hub, sub, stats)
                     tg.cancel_scope.cancel()
             if sub.close_code is not None:
@@ -149,10 +158,8 @@ def _after_subscribe(sub: Subscriber, symbols: tuple[str, ...]) -> frozenset[str
     return None if sub.symbols is None else sub.symbols | frozenset(symbols)
 
 
-async def _writer(websocket: WebSocket, sub: Subscriber, batch: bool, stats: Stats,
-                  cancel_scope: anyio.CancelScope) -> None:  # fmt: skip
+async def _writer(send: Send, sub: Subscriber, batch: bool, stats: Stats, cancel_scope: anyio.CancelScope) -> None:
     """Hub stream -> socket. Drains everything pending per wake-up without awaiting per item."""
-    send = websocket.send
     receive = sub.receive
     take = sub.take
     wait = sub.wait
@@ -207,11 +214,11 @@ async def _writer(websocket: WebSocket, sub: Subscriber, batch: bool, stats: Sta
                 latency.observe(time.monotonic() - last.received)
     except anyio.EndOfStream:
         pass  # ended by the hub; the session closes with the hub's code
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, OSError):  # uvicorn raises ClientDisconnected, an OSError
         cancel_scope.cancel()  # the client is gone; stop reading too
 
 
-async def _send_batch(send: Any, texts: list[str]) -> int:
+async def _send_batch(send: Send, texts: list[str]) -> int:
     """Send ``texts`` as one JSON array frame per :data:`MAX_BATCH` (one object alone as is)."""
     if len(texts) == 1:
         await send({"type": "websocket.send", "text": texts[0]})
