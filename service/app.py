@@ -21,7 +21,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -100,6 +100,19 @@ def create_app(settings: Settings, *, source_factory: Callable[[Settings], Sourc
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
+    chart_js = anyio.Path(settings.chart_js)
+    if not Path(settings.chart_js).is_file():
+        log.warning(
+            "dashboard: chart library not found at %s; run `npm ci` in the candlecast checkout "
+            "(or set --chart-js / CANDLECAST_CHART_JS); the page will say so",
+            settings.chart_js,
+        )
+
+    async def vendor_chart(request: Request) -> Response:
+        if not await chart_js.is_file():
+            return PlainTextResponse("// chart library missing: run `npm ci` (see the server log)", status_code=404)
+        return FileResponse(str(chart_js), media_type="text/javascript")
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -156,6 +169,7 @@ def create_app(settings: Settings, *, source_factory: Callable[[Settings], Sourc
         WebSocketRoute("/ws", StreamEndpoint()),
         Route("/api/symbols", api_symbols),
         Route("/api/candles", api_candles),
+        Route("/vendor/lightweight-charts.mjs", vendor_chart),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

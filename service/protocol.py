@@ -92,8 +92,9 @@ def parse_query(query: Mapping[str, str], *, max_history: int) -> Options:
             history = int(raw)
         except ValueError:
             raise ProtocolError("bad_query", f"history must be a whole number, got {raw[:20]!r}") from None
-        if not 0 <= history <= max_history:
-            raise ProtocolError("bad_query", f"history must be between 0 and {max_history}, got {history}")
+        if history < 0:
+            raise ProtocolError("bad_query", f"history must be 0 or more, got {history}")
+        history = min(history, max_history)  # "up to N": the server keeps max_history bars
     batch = _flag(query.get("batch", "0"), "batch")
     return Options(symbols=symbols, history=history, batch=batch)
 

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Literal
 
 import orjson
@@ -23,6 +24,11 @@ SOURCES: Final = ("sim", "ws", "replay")
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 DEFAULT_SYMBOLS: Final = ("BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD", "EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
 ENV_PREFIX: Final = "CANDLECAST_"
+#: Where ``npm ci`` in the checkout puts the dashboard's chart library.
+DEFAULT_CHART_JS: Final = (
+    Path(__file__).resolve().parent.parent
+    / "node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.mjs"
+)
 _OPTIONAL: Final = ("upstream", "subscribe", "replay_file")
 
 
@@ -44,6 +50,7 @@ class Settings:
     rate: float = 20.0
     bar_seconds: float = 60.0
     seed: int = 1
+    backfill: int = 300
     replay_file: str | None = None
     speed: float = 1.0
     history: int = 500
@@ -60,6 +67,7 @@ class Settings:
     stale_after: float = 30.0
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
+    chart_js: str = str(DEFAULT_CHART_JS)
     loop: str = "auto"
     ws_impl: str = "websockets-sansio"
     proxy_headers: bool = False
@@ -137,6 +145,7 @@ _OPTIONS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
     "rate": (_float(0.1, 1_000_000), "simulator updates per second, all symbols together"),
     "bar_seconds": (_float(0.001), "simulator bar length in seconds"),
     "seed": (_int(0, 2**63), "simulator random seed"),
+    "backfill": (_int(0, 100_000), "simulator bars of made-up history per symbol at start (capped at --history)"),
     "replay_file": (_str, "JSONL file for --source replay"),
     "speed": (_float(0.0), "replay speed factor (1: recorded pace, 0: as fast as possible)"),
     "history": (_int(1, 100_000), "bars kept per symbol for snapshots and /api/candles"),
@@ -153,6 +162,7 @@ _OPTIONS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
     "stale_after": (_float(0.1), "seconds without upstream data before /readyz reports stale"),
     "reconnect_min": (_float(0.01), "first upstream reconnect delay, seconds"),
     "reconnect_max": (_float(0.01), "longest upstream reconnect delay, seconds"),
+    "chart_js": (_str, "the lightweight-charts ES module the dashboard loads (npm ci puts it in node_modules)"),
     "loop": (_choice(("auto", "asyncio", "uvloop")), "event loop (auto: uvloop when installed)"),
     "ws_impl": (_choice(("websockets-sansio", "websockets", "wsproto")), "uvicorn's WebSocket implementation"),
     "proxy_headers": (_bool, "trust X-Forwarded-* from --forwarded-allow-ips"),

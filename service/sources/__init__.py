@@ -14,7 +14,7 @@ def build(settings: Settings) -> Source:
         from .sim import SimSource
 
         return SimSource(settings.symbols, rate=settings.rate, bar_seconds=settings.bar_seconds,
-                         seed=settings.seed)  # fmt: skip
+                         seed=settings.seed, backfill=min(settings.backfill, settings.history))  # fmt: skip
     normalizer = Normalizer(FORMATS[settings.format])
     if settings.source == "ws":
         from .websocket import WebSocketSource

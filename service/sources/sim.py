@@ -2,7 +2,8 @@
 
 :class:`Simulator` is pure (time is passed in); :class:`SimSource` paces it in the producer
 thread at ``rate`` updates per second across all symbols, waiting on the stop event between
-updates (pacing, not polling). Each update moves the current bar's high/low/close; a new bar
+updates (pacing, not polling). It starts with ``backfill`` finished bars of made-up past per
+symbol, so dashboards have history at once. Each update moves the current bar's high/low/close; a new bar
 opens when the wall clock crosses a ``bar_seconds`` boundary. ``t`` and ``ot`` are epoch ms.
 """
 
@@ -50,23 +51,49 @@ class Simulator:
         bar = self._bars.get(s)
         if bar is None or ot > bar.ot:
             bar = self._bars[s] = _Bar(ot, self._price[s])
-        price = self._price[s] * math.exp(self._rng.gauss(0.0, 0.0008))
+        self._move(s, bar)
+        return Candle(s=s, t=now_ms, ot=bar.ot, o=bar.o, h=bar.h, l=bar.l, c=bar.c, v=bar.v)
+
+    def backfill(self, now_ms: int, bars: int) -> list[Candle]:
+        """``bars`` finished bars per symbol before the one ``now_ms`` falls in, oldest first,
+        so a dashboard has history from the first second. Live steps continue from them."""
+        out: list[Candle] = []
+        current = now_ms - now_ms % self._bar_ms
+        for k in range(bars, 0, -1):
+            ot = current - k * self._bar_ms
+            for s in self._symbols:
+                bar = _Bar(ot, self._price[s])
+                for _ in range(12):
+                    self._move(s, bar)
+                out.append(Candle(s, ot + self._bar_ms - 1, ot, bar.o, bar.h, bar.l, bar.c, bar.v))
+        return out
+
+    def _move(self, s: str, bar: _Bar) -> None:
+        price = self._price[s] * math.exp(self._rng.gauss(0.0, 0.0008 * 3))
         price = round(price, 4 if price < 10 else 2)
         self._price[s] = price
         bar.c = price
         bar.h = max(bar.h, price)
         bar.l = min(bar.l, price)
         bar.v = round(bar.v + self._rng.uniform(0.01, 5.0), 4)
-        return Candle(s=s, t=now_ms, ot=bar.ot, o=bar.o, h=bar.h, l=bar.l, c=bar.c, v=bar.v)
 
 
 class SimSource:
     """Runs a :class:`Simulator` at ``rate`` updates/s until stopped."""
 
-    def __init__(self, symbols: Sequence[str], *, rate: float, bar_seconds: float = 60.0, seed: int = 1,
-                 wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:  # fmt: skip
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        *,
+        rate: float,
+        bar_seconds: float = 60.0,
+        seed: int = 1,
+        backfill: int = 0,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
         self.sim = Simulator(symbols, bar_seconds=bar_seconds, seed=seed)
         self.rate = rate
+        self.backfill = backfill
         self.upstream = Upstream()
         self._wall_ms = wall_ms
 
@@ -74,6 +101,8 @@ class SimSource:
         up = self.upstream
         up.connected = True
         up.connects += 1
+        for candle in self.sim.backfill(self._wall_ms(), self.backfill):
+            emit(candle)
         start = time.monotonic()
         sent = 0
         try:

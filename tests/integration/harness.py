@@ -27,10 +27,10 @@ from service.settings import Settings
 from tests.conftest import DEADLINE
 
 
-def bind() -> socket.socket:
+def bind(port: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     sock.listen(1024)
     sock.setblocking(False)
     return sock
@@ -57,9 +57,9 @@ class Candlecast:
 
 
 @asynccontextmanager
-async def candlecast(settings: Settings, **app_kwargs: Any) -> AsyncIterator[Candlecast]:
-    """A real candlecast (uvicorn + app + producer thread) on an ephemeral loopback port."""
-    sock = bind()
+async def candlecast(settings: Settings, *, port: int = 0, **app_kwargs: Any) -> AsyncIterator[Candlecast]:
+    """A real candlecast (uvicorn + app + producer thread) on a loopback port (0: ephemeral)."""
+    sock = bind(port)
     port = sock.getsockname()[1]
     app = create_app(dataclasses.replace(settings, port=port), **app_kwargs)
     server = Server(config(app, dataclasses.replace(settings, port=port, log_level="warning")))

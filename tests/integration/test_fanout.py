@@ -136,7 +136,7 @@ async def test_bad_client_messages_get_error_frames_then_1008() -> None:
 
 async def test_bad_query_gets_an_error_frame_and_1008() -> None:
     async with fake_broker() as broker, candlecast(ws_settings(broker, history=10)) as cc:
-        async with client(cc.ws_url("history=11")) as ws:
+        async with client(cc.ws_url("history=-1")) as ws:
             reply = await recv_json(ws)
             assert reply["op"] == "error" and reply["error"] == "bad_query"
             with pytest.raises(ConnectionClosed) as closed:

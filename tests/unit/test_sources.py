@@ -37,6 +37,17 @@ def test_simulator_bars_are_valid_and_roll_over() -> None:
     assert all(x.o == same_bar[0].o for x in same_bar)
 
 
+def test_simulator_backfill_gives_finished_bars_before_now() -> None:
+    sim = Simulator(["A", "B"], bar_seconds=60, seed=2)
+    bars = sim.backfill(1_700_000_030_000, 5)
+    assert len(bars) == 10
+    a = [c for c in bars if c.s == "A"]
+    assert [c.ot for c in a] == [1_699_999_680_000 + 60_000 * k for k in range(5)]
+    assert all(c.l <= min(c.o, c.c) <= max(c.o, c.c) <= c.h for c in bars)
+    live = sim.step(1_700_000_030_000)
+    assert live.ot == 1_699_999_980_000 and live.o == a[-1].c
+
+
 def test_sim_source_emits_at_its_rate_until_stopped() -> None:
     source = SimSource(["A"], rate=50_000, seed=1)
     stop = threading.Event()
