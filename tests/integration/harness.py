@@ -57,12 +57,14 @@ class Candlecast:
 
 
 @asynccontextmanager
-async def candlecast(settings: Settings, *, port: int = 0, **app_kwargs: Any) -> AsyncIterator[Candlecast]:
+async def candlecast(
+    settings: Settings, *, port: int = 0, log_level: str = "warning", **app_kwargs: Any
+) -> AsyncIterator[Candlecast]:
     """A real candlecast (uvicorn + app + producer thread) on a loopback port (0: ephemeral)."""
     sock = bind(port)
     port = sock.getsockname()[1]
     app = create_app(dataclasses.replace(settings, port=port), **app_kwargs)
-    server = Server(config(app, dataclasses.replace(settings, port=port, log_level="warning")))
+    server = Server(config(app, dataclasses.replace(settings, port=port, log_level=log_level)))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         try:

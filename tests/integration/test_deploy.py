@@ -1,0 +1,241 @@
+"""Deployment: the real nginx running deploy/nginx.conf in front of a real candlecast, and the
+compose file and Dockerfile checked by Docker Compose v2 and hadolint."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+from websockets.exceptions import ConnectionClosed
+
+from service.settings import Settings
+from tests.conftest import DEADLINE, IN_CI, require_binary
+from tests.integration.harness import Candlecast, candlecast, client, fake_broker, recv_json, seed, synced, ws_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def nginx_config(upstream_port: int, listen_port: int, tmp: Path, *, read_timeout: str | None = None,
+                 prefix_example: bool = False) -> str:  # fmt: skip
+    """deploy/nginx.conf with only the upstream, the listen port, paths and (when asked) the
+    read timeout substituted, and (when asked) the prefix example uncommented."""
+    text = NGINX_CONF.read_text()
+    subs = [
+        ("server candlecast:8000;", f"server 127.0.0.1:{upstream_port};"),
+        ("listen 8080;", f"listen 127.0.0.1:{listen_port};"),
+        ("pid /tmp/nginx.pid;", f"pid {tmp}/nginx.pid;"),
+        ("error_log /dev/stderr warn;", "error_log stderr notice;"),  # notice: says when it listens
+        ("access_log /dev/stdout;", f"access_log {tmp}/access.log;"),
+    ]
+    for old, new in subs:
+        assert old in text, f"deploy/nginx.conf no longer has {old!r}"
+        text = text.replace(old, new)
+    text = text.replace("/tmp/nginx-", f"{tmp}/nginx-")
+    if read_timeout:
+        text = text.replace("proxy_read_timeout 75s;", f"proxy_read_timeout {read_timeout};")
+    if prefix_example:
+        begin, end = "# --- prefix example: begin", "# --- prefix example: end"
+        head, rest = text.split(begin)
+        block, tail = rest.split(end)
+        block = re.sub(r"(?m)^(\s*)# ", r"\1", block.split("\n", 1)[1])
+        text = head + block + tail
+    return text
+
+
+def write_config(tmp: Path, text: str) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    conf = tmp / "nginx.conf"
+    conf.write_text(text)
+    return conf
+
+
+@asynccontextmanager
+async def nginx(upstream_port: int, tmp: Path, *, read_timeout: str | None = None,
+                prefix_example: bool = False) -> AsyncIterator[str]:  # fmt: skip
+    """The real nginx on a loopback port; yields its base URL once it listens."""
+    binary = require_binary("nginx")
+    port = free_port()
+    text = nginx_config(upstream_port, port, tmp, read_timeout=read_timeout, prefix_example=prefix_example)
+    conf = write_config(tmp, text)
+    cmd = [binary, "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"]
+    async with await anyio.open_process(cmd) as proc:
+        assert proc.stderr is not None
+        log = BufferedByteReceiveStream(proc.stderr)
+        try:
+            with anyio.fail_after(DEADLINE):  # nginx logs this after binding its port
+                while b"start worker process" not in await log.receive_until(b"\n", 65536):
+                    pass
+            yield f"127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            await proc.wait()
+
+
+async def test_page_and_api_load_through_nginx_and_metrics_are_refused(tmp_path: Path) -> None:
+    async with candlecast(Settings(rate=50, symbols=("AAA", "BBB"))) as cc, nginx(cc.port, tmp_path) as addr:
+        async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+            page = await http.get("/")
+            assert page.status_code == 200 and "candlecast" in page.text
+            assert (await http.get("/static/app.js")).status_code == 200
+            symbols = await http.get("/api/symbols")
+            assert [s["symbol"] for s in symbols.json()] == ["AAA", "BBB"]
+            assert (await http.get("/metrics")).status_code == 403
+        async with httpx.AsyncClient(base_url=cc.url) as direct:
+            assert (await direct.get("/metrics")).status_code == 200
+
+
+async def test_fifty_clients_through_nginx_get_every_message_in_order(tmp_path: Path) -> None:
+    n_clients, n_msgs = 50, 200
+    async with fake_broker() as broker, candlecast(ws_settings(broker)) as cc, nginx(cc.port, tmp_path) as addr:
+        await broker.wait_connections(1)
+        async with AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(client(f"ws://{addr}/ws")) for _ in range(n_clients)]
+            for ws in clients:
+                await synced(ws)
+            await broker.send(*(seed("AAA", i) for i in range(n_msgs)))
+            got: list[list[int]] = [[] for _ in clients]
+
+            async def read(i: int) -> None:
+                got[i] = [(await recv_json(clients[i]))["ot"] for _ in range(n_msgs)]
+
+            async with anyio.create_task_group() as tg:
+                for i in range(n_clients):
+                    tg.start_soon(read, i)
+            assert all(g == list(range(n_msgs)) for g in got)
+
+
+IDLE = 3.5  # seconds a client stays idle: longer than the shortened nginx read timeout (2 s)
+
+
+async def idle_client_survives(cc: Candlecast, addr: str) -> bool:
+    """Connect through nginx, receive nothing for IDLE seconds, then check the link."""
+    async with client(f"ws://{addr}/ws?symbols=NOTHING") as ws:
+        await synced(ws)
+        try:
+            with anyio.move_on_after(IDLE):  # the scenario is idleness itself: time must pass
+                await ws.recv()
+                raise AssertionError("nothing should arrive for a symbol without data")
+            await ws.send('{"op":"ping"}')
+            reply = await recv_json(ws)
+            return bool(reply["op"] == "pong")
+        except ConnectionClosed:
+            return False
+
+
+async def test_candlecast_pings_keep_an_idle_client_alive_past_nginx_timeout(tmp_path: Path) -> None:
+    pinging = Settings(rate=5, symbols=("AAA",), ws_ping_interval=0.5, ws_ping_timeout=5)
+    async with candlecast(pinging) as cc, nginx(cc.port, tmp_path / "a", read_timeout="2s") as addr:
+        assert await idle_client_survives(cc, addr)
+    # control: without candlecast's pings, nginx drops the same idle client
+    silent = Settings(rate=5, symbols=("AAA",), ws_ping_interval=0)
+    async with candlecast(silent) as cc, nginx(cc.port, tmp_path / "b", read_timeout="2s") as addr:
+        assert not await idle_client_survives(cc, addr)
+
+
+async def test_prefix_example_serves_candlecast_under_a_path(tmp_path: Path) -> None:
+    settings = Settings(rate=50, symbols=("AAA",), root_path="/candlecast")
+    async with candlecast(settings) as cc, nginx(cc.port, tmp_path, prefix_example=True) as addr:
+        async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+            redirect = await http.get("/candlecast")
+            assert redirect.status_code == 301 and redirect.headers["location"].endswith("/candlecast/")
+            page = await http.get("/candlecast/")
+            assert page.status_code == 200 and 'src="static/app.js"' in page.text
+            assert (await http.get("/candlecast/static/app.js")).status_code == 200
+            assert (await http.get("/candlecast/vendor/lightweight-charts.mjs")).status_code in (200, 404)
+            assert [s["symbol"] for s in (await http.get("/candlecast/api/symbols")).json()] == ["AAA"]
+            assert (await http.get("/candlecast/metrics")).status_code == 403
+        async with client(f"ws://{addr}/candlecast/ws?symbols=AAA") as ws:
+            assert (await recv_json(ws))["s"] == "AAA"
+
+
+@contextmanager
+def access_log() -> Iterator[list[str]]:
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Keep()
+    logger = logging.getLogger("uvicorn.access")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize(("trusted", "expect_forwarded"), [("127.0.0.1", True), ("10.9.9.9", False)])
+async def test_forwarded_headers_are_honoured_from_trusted_proxies_only(
+    tmp_path: Path, trusted: str, expect_forwarded: bool
+) -> None:
+    settings = Settings(rate=5, symbols=("AAA",), proxy_headers=True, forwarded_allow_ips=trusted)
+    async with candlecast(settings, log_level="info") as cc, nginx(cc.port, tmp_path) as addr:
+        with access_log() as lines:
+            async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+                # nginx appends the real peer (127.0.0.1) to the client's X-Forwarded-For
+                r = await http.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
+                assert r.status_code == 200
+    healthz = [line for line in lines if "/healthz" in line]
+    assert len(healthz) == 1
+    # trusted: the right-most address nginx did not add; untrusted: nginx's own peer address
+    client = healthz[0].split(" ", 1)[0]
+    if expect_forwarded:
+        assert client == "203.0.113.9:0"
+    else:
+        assert client.startswith("127.0.0.1:") and client != "127.0.0.1:0"
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(found).exists():
+        message = f"{name} is not installed (it comes with the dev lock: ./scripts/bootstrap)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def test_compose_file_is_valid_for_docker_compose_v2() -> None:
+    proc = subprocess.run([tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), "config", "--quiet"],
+                          capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_compose_file_wires_nginx_to_a_healthy_candlecast() -> None:
+    proc = subprocess.run([tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), "config", "--format", "json"],
+                          capture_output=True, text=True, timeout=60, check=True, cwd=ROOT)  # fmt: skip
+    import json
+
+    cfg = json.loads(proc.stdout)
+    nginx_svc, app = cfg["services"]["nginx"], cfg["services"]["candlecast"]
+    assert nginx_svc["depends_on"]["candlecast"]["condition"] == "service_healthy"
+    assert nginx_svc["ports"][0]["published"] == "8080"
+    assert any(v["target"] == "/etc/nginx/nginx.conf" and v.get("read_only") for v in nginx_svc["volumes"])
+    assert app["environment"]["CANDLECAST_SOURCE"] == "sim"
+    assert app["stop_signal"] == "SIGTERM" and "ports" not in app
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    proc = subprocess.run([tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
