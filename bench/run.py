@@ -43,6 +43,7 @@ class Scenario:
     rate: int
     batch: bool = False
     stalled: int = 0
+    seconds: float | None = None  # overrides --seconds (stalled runs need time to fill buffers)
 
 
 SCENARIOS = [
@@ -50,8 +51,8 @@ SCENARIOS = [
     Scenario("200x500", 200, 500),
     Scenario("200x500 batch", 200, 500, batch=True),
     Scenario("1000x20", 1000, 20),
-    Scenario("20x3000 +2 stalled", 20, 3000, stalled=2),
-    Scenario("20x3000", 20, 3000),  # the same without stalled clients, for the ratio
+    Scenario("20x3000 +2 stalled", 20, 3000, stalled=2, seconds=20),
+    Scenario("20x3000", 20, 3000, seconds=20),  # the same without stalled clients, for the ratio
 ]
 RELAYS = ["candlecast", "raw", "naive"]
 
@@ -101,8 +102,16 @@ async def _client_main(url: str, n: int, stalled: int, pipe: Any, start_seq_box:
 
     listeners: list[Any] = []
     transports: list[Any] = []
+    def small_buffer(parsed: Any) -> socket.socket:
+        """A stalled client's socket: a 4 KiB receive buffer, so the server's buffers fill."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        return sock
+
     for i in range(n):
-        transport, listener = await ws_connect(Listener, url, websocket_handshake_timeout=30)
+        factory = small_buffer if i < stalled else None
+        transport, listener = await ws_connect(Listener, url, websocket_handshake_timeout=30, socket_factory=factory)
         if i < stalled:
             transport.underlying_transport.pause_reading()
         listeners.append(listener)
@@ -120,8 +129,16 @@ async def _client_main(url: str, n: int, stalled: int, pipe: Any, start_seq_box:
             async with asyncio.timeout(5):
                 for i in range(stalled):
                     await transports[i].wait_disconnected()
+    def close_code(i: int) -> int | None:
+        if listeners[i].close_code is not None:
+            return int(listeners[i].close_code)
+        handshake = transports[i].close_handshake
+        if handshake is not None and handshake.recv is not None:
+            return int(handshake.recv.code)
+        return None if not transports[i].is_disconnected else -1  # -1: dropped without a close frame
+
     result = [
-        {"count": li.count, "disorder": li.disorder, "lat": li.lat.tobytes(), "close": li.close_code,
+        {"count": li.count, "disorder": li.disorder, "lat": li.lat.tobytes(), "close": close_code(i),
          "stalled": i < stalled}
         for i, li in enumerate(listeners)
     ]  # fmt: skip
@@ -241,6 +258,18 @@ async def wait_port(port: int, proc: asyncio.subprocess.Process) -> None:
     raise RuntimeError("relay did not start")
 
 
+async def slow_disconnects(port: int) -> int | None:
+    """candlecast's own count of clients closed with 1013, from /metrics."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+    body = (await reader.read()).decode()
+    writer.close()
+    for line in body.splitlines():
+        if line.startswith("candlecast_slow_disconnects_total "):
+            return int(float(line.split()[1]))
+    return None
+
+
 # -- one run ---------------------------------------------------------------------------------
 
 
@@ -318,6 +347,7 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profil
             rss_end = rss_bytes(proc.pid)
             sampler_stop.set()
             await sampler
+            slow = await slow_disconnects(port) if relay == "candlecast" else None
             for a in pipes:
                 a.send("stop")
             results: list[dict[str, Any]] = []
@@ -351,21 +381,28 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profil
         "peak_rss_mb": peak / 2**20,
         "rss_per_client_kb": max(0, rss_conn - rss0) / 1024 / sc.clients,
         "rss_end_mb": rss_end / 2**20,
+        "rss_growth_mb": (rss_end - rss_conn) / 2**20,
         "disorder": sum(r["disorder"] for r in healthy),
+        "slow_disconnects": slow,
         "stalled_close": sorted({r["close"] for r in results if r["stalled"]}, key=str),
     }  # fmt: skip
 
 
+def slow_note(r: dict[str, Any]) -> str:
+    return "" if r.get("slow_disconnects") is None else f" ({r['slow_disconnects']} slow)"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("scenario", "relay", "deliv%", "deliv/s", "p50ms", "p90ms", "p99ms", "maxms", "cpu s/1k",
-            "sys%", "peakMB", "KB/cli", "stalled")  # fmt: skip
+            "sys%", "peakMB", "KB/cli", "ΔRSS MB", "stalled")  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(
             f"| {r['scenario']} | {r['relay']} | {r['delivered_pct']:.1f} | {r['deliveries_s']:.0f} | "
             f"{r['p50']:.2f} | {r['p90']:.2f} | {r['p99']:.2f} | {r['max']:.1f} | {r['cpu_per_1k']:.4f} | "
             f"{100 * r['sys_share']:.0f} | {r['peak_rss_mb']:.0f} | {r['rss_per_client_kb']:.1f} | "
-            f"{','.join(map(str, r['stalled_close'])) or '-'} |"
+            f"{r['rss_growth_mb']:+.1f} | "
+            f"{','.join(map(str, r['stalled_close'])) or '-'}{slow_note(r)} |"
         )
     return "\n".join(lines)
 
@@ -389,7 +426,7 @@ async def main() -> list[dict[str, Any]]:
           f"Python {platform.python_version()} · {seconds:.0f} s per run", flush=True)  # fmt: skip
     for sc in scenarios:
         for relay in relays:
-            row = await run_one(relay, sc, seconds, a.workers, a.profile)
+            row = await run_one(relay, sc, sc.seconds or seconds, a.workers, a.profile)
             rows.append(row)
             print(table([row]).splitlines()[-1], flush=True)
     print()

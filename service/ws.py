@@ -8,9 +8,10 @@ session's task group. The session:
 3. subscribes to the hub (full: close 1013; shutting down: close 1001);
 4. runs the writer (hub stream -> socket) in a task group while the host task reads control
    messages; either ending cancels the other;
-5. closes with the code the hub chose (1013 slow, 1001 shutdown, 1008 abuse), unless the
-   client is already gone. The close is shielded and bounded, so cancellation cannot skip it
-   and a dead peer cannot hold the task.
+5. unsubscribes, then closes with the code the hub chose (1013 slow, 1001 shutdown, 1008
+   abuse), unless the client is already gone. The close is shielded and bounded, so
+   cancellation cannot skip it and a dead peer cannot hold the task; a 1013 waits longer
+   (unshielded) for a stalled client's socket to take the close frame.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 #: Longest a session waits to send its close frame.
 CLOSE_TIMEOUT = 1.0
+#: Longest a session waits for a stalled client's socket to take its 1013 close frame.
+SLOW_CLOSE_TIMEOUT = 30.0
 
 
 def token_ok(settings: Settings, query_token: str | None, authorization: str | None) -> bool:
@@ -101,26 +104,49 @@ async def stream(websocket: WebSocket, send: Send) -> None:
                     tg.start_soon(_writer, send, sub, options.batch, stats, tg.cancel_scope)
                     await _reader(websocket, hub, sub, stats)
                     tg.cancel_scope.cancel()
-            if sub.close_code is not None:
-                await _close(websocket, sub.close_code, sub.close_reason)
     except HubFull:
         stats.rejected_clients += 1
         await _close(websocket, CLOSE_TRY_AGAIN, "server full: too many clients")
+        return
     except HubClosed:
         await _close(websocket, CLOSE_GOING_AWAY, "server shutting down")
+        return
+    # Unsubscribed by now: a client still being closed holds no queue, only its socket.
+    if sub.close_code == CLOSE_TRY_AGAIN:
+        await _close_slow(websocket, sub.close_reason)
+    elif sub.close_code is not None:
+        await _close(websocket, sub.close_code, sub.close_reason)
+
+
+def _open(websocket: WebSocket) -> bool:
+    return (
+        websocket.client_state is not WebSocketState.DISCONNECTED
+        and websocket.application_state is WebSocketState.CONNECTED
+    )
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    if (
-        websocket.client_state is WebSocketState.DISCONNECTED
-        or websocket.application_state is not WebSocketState.CONNECTED
-    ):
-        return
-    with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
-        try:
-            await websocket.close(code, reason[:120])
-        except (WebSocketDisconnect, OSError, RuntimeError):
-            pass  # the peer went away first
+    """Send a close frame; shielded (it runs during cancellation too) and bounded."""
+    if _open(websocket):
+        with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            await _send_close(websocket, code, reason)
+
+
+async def _close_slow(websocket: WebSocket, reason: str) -> None:
+    """Close a client that fell behind with 1013. uvicorn queues the close frame only once the
+    client's socket drains below its high-water mark, so a client that reads nothing at all
+    gets up to :data:`SLOW_CLOSE_TIMEOUT` to do so, then is dropped without one. Not shielded:
+    a server shutdown cuts the wait short."""
+    if _open(websocket):
+        with anyio.move_on_after(SLOW_CLOSE_TIMEOUT):
+            await _send_close(websocket, CLOSE_TRY_AGAIN, reason)
+
+
+async def _send_close(websocket: WebSocket, code: int, reason: str) -> None:
+    try:
+        await websocket.close(code, reason[:120])
+    except (WebSocketDisconnect, OSError, RuntimeError):
+        pass  # the peer went away first
 
 
 async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats) -> None:
