@@ -99,6 +99,11 @@ class Subscriber:
     and passes each :class:`Update` through :meth:`take` to get the newest state of that bar.
     """
 
+    __slots__ = (
+        "_hub", "_last", "_merge_from", "_on_end", "_queued", "_replaced", "_send", "_waiter",
+        "close_code", "close_reason", "history", "receive", "state", "symbols",
+    )  # fmt: skip
+
     def __init__(self, hub: Hub, symbols: frozenset[str] | None, history: int,
                  on_end: Callable[[], object] | None) -> None:  # fmt: skip
         self.symbols = symbols
