@@ -102,6 +102,7 @@ async def _client_main(url: str, n: int, stalled: int, pipe: Any, start_seq_box:
 
     listeners: list[Any] = []
     transports: list[Any] = []
+
     def small_buffer(parsed: Any) -> socket.socket:
         """A stalled client's socket: a 4 KiB receive buffer, so the server's buffers fill."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -129,6 +130,7 @@ async def _client_main(url: str, n: int, stalled: int, pipe: Any, start_seq_box:
             async with asyncio.timeout(5):
                 for i in range(stalled):
                     await transports[i].wait_disconnected()
+
     def close_code(i: int) -> int | None:
         if listeners[i].close_code is not None:
             return int(listeners[i].close_code)
