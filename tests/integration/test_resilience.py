@@ -236,3 +236,32 @@ async def test_sigterm_exits_0_within_5s_with_clients_and_a_silent_broker() -> N
                 assert b"Traceback" not in rest, rest.decode()
             finally:
                 release.set()
+
+
+async def test_websocket_source_stops_within_1s_even_if_the_broker_is_silent() -> None:
+    """The producer thread blocked in recv() on a broker that says nothing ends at once."""
+    from service.bridge import Bridge, ProducerThread
+    from service.candles import FORMATS, Candle
+    from service.sources.base import Normalizer
+    from service.sources.websocket import WebSocketSource
+
+    async with fake_broker() as broker:
+        bridge: Bridge[Candle] = Bridge(maxsize=8)
+        source = WebSocketSource(broker.url, Normalizer(FORMATS["seed"]), reconnect_min=0.02, reconnect_max=0.05)
+        thread = ProducerThread(source, bridge.put, bridge)
+        thread.start()
+        await broker.wait_connections(1)
+        start = time.monotonic()
+        assert await thread.stop(grace=1.0) is True
+        assert time.monotonic() - start < 1.0
+        assert not source.upstream.connected
+
+
+async def test_permessage_deflate_is_off_by_default_and_on_by_the_flag() -> None:
+    async with fake_broker() as broker:
+        for enabled in (False, True):
+            async with candlecast(ws_settings(broker, ws_compression=enabled)) as cc:
+                async with connect(cc.ws_url(), proxy=None) as ws:  # the client offers deflate
+                    await synced(ws)
+                    agreed = ws.response.headers.get("Sec-WebSocket-Extensions") if ws.response else None
+                    assert (agreed is not None and "permessage-deflate" in agreed) is enabled
