@@ -100,7 +100,7 @@ class Subscriber:
     """
 
     __slots__ = (
-        "_hub", "_last", "_merge_from", "_on_end", "_queued", "_replaced", "_send", "_waiter",
+        "_hub", "_last", "_merge_from", "_on_end", "_queued", "_replaced", "_send", "_waiter", "items",
         "close_code", "close_reason", "history", "receive", "state", "symbols",
     )  # fmt: skip
 
@@ -121,6 +121,8 @@ class Subscriber:
         self._merge_from = max(1, hub.client_queue // 2)
         self._send, self.receive = anyio.create_memory_object_stream[Item](hub.client_queue)
         self._waiter: asyncio.Future[None] | None = None  # the writer, parked on an empty stream
+        #: Items in the stream: the hub adds, the writer subtracts what it receives.
+        self.items = 0
 
     def offer(self, update: Update) -> bool:
         """Queue ``update`` without waiting. Returns False when the stream is full: the caller
@@ -144,6 +146,7 @@ class Subscriber:
             return True  # ended already; the hub drops it from its routes
         self._last[key] = update
         self._queued += 1
+        self.items += 1
         if self._waiter is not None:
             self._wake()
         return True
@@ -167,17 +170,17 @@ class Subscriber:
             self._hub.stats.slow_disconnects += 1
             self.end(CLOSE_TRY_AGAIN, "client too slow: queue full")
             return
+        self.items += 1
         if self._waiter is not None:
             self._wake()
 
     async def wait(self) -> None:
-        """Park the writer until something is queued or the subscriber ends.
+        """Return once something is queued or the subscriber has ended; park until then.
 
-        The writer calls this only after ``receive.receive_nowait()`` raised ``WouldBlock``;
-        the hub wakes it on the empty -> non-empty transition, like the bridge: one plain
-        future per wake-up, no checkpoint round trip and no polling. Cancellable.
+        The hub wakes a parked writer on the empty -> non-empty transition, like the bridge:
+        one plain future per wake-up, no checkpoint round trip and no polling. Cancellable.
         """
-        if self.state is State.ENDED:
+        if self.items or self.state is State.ENDED:
             return
         waiter = self._waiter = asyncio.get_running_loop().create_future()
         try:

@@ -33,6 +33,7 @@ from .hub import (
     HubFull,
     Reply,
     Snapshot,
+    State,
     Subscriber,
     Update,
 )
@@ -185,23 +186,22 @@ def _after_subscribe(sub: Subscriber, symbols: tuple[str, ...]) -> frozenset[str
 
 
 async def _writer(send: Send, sub: Subscriber, batch: bool, stats: Stats, cancel_scope: anyio.CancelScope) -> None:
-    """Hub stream -> socket. Drains everything pending per wake-up without awaiting per item."""
+    """Hub stream -> socket. Drains everything queued per wake-up (``sub.items`` of them, so no
+    ``WouldBlock`` is raised on the hot path) without awaiting per item."""
     receive = sub.receive
     take = sub.take
     wait = sub.wait
     latency = stats.latency
     try:
         while True:
-            try:
-                item = receive.receive_nowait()
-            except anyio.WouldBlock:
-                await wait()
-                continue
+            await wait()
             last: Update | None = None
             texts: list[str] = []
             delivered = 0
             frames = 0
-            while True:
+            while sub.items:
+                item = receive.receive_nowait()
+                sub.items -= 1
                 if type(item) is Update:
                     update = take(item)
                     last = update
@@ -228,10 +228,8 @@ async def _writer(send: Send, sub: Subscriber, batch: bool, stats: Stats, cancel
                 if batch and len(texts) >= MAX_BATCH:
                     frames += await _send_batch(send, texts)
                     texts = []
-                try:
-                    item = receive.receive_nowait()
-                except anyio.WouldBlock:
-                    break
+            if not delivered and not frames and sub.state is State.ENDED:
+                return  # ended by the hub; the session closes with the hub's code
             if texts:
                 frames += await _send_batch(send, texts)
             stats.candles_out += delivered
