@@ -94,13 +94,13 @@ class State(enum.Enum):
 class Subscriber:
     """One client's subscription: its symbol filter, bounded stream and pending bars.
 
-    The hub calls :meth:`offer`; the client's writer drains :attr:`receive` with
-    ``receive_nowait`` (``EndOfStream`` once ended), parks in :meth:`wait` when it is empty,
-    and passes each :class:`Update` through :meth:`take` to get the newest state of that bar.
+    The hub calls :meth:`offer`; the client's writer takes :attr:`items` items with
+    :meth:`receive_nowait`, parks in :meth:`wait` when there are none, and passes each
+    :class:`Update` through :meth:`take` to get the newest state of that bar.
     """
 
     __slots__ = (
-        "_hub", "_last", "_merge_from", "_on_end", "_queued", "_replaced", "_send", "_waiter", "items",
+        "_hub", "_last", "_merge_from", "_on_end", "_replaced", "_send", "_waiter", "items",
         "close_code", "close_reason", "history", "receive", "state", "symbols",
     )  # fmt: skip
 
@@ -113,11 +113,10 @@ class Subscriber:
         self.close_reason = ""
         self._hub = hub
         self._on_end = on_end
-        # Live updates in the stream: the last queued entry of each bar, merged replacements
-        # keyed by the queued entry they replace, and how many are queued.
+        # The last queued entry of each bar, and merged replacements keyed by the queued entry
+        # they replace.
         self._last: dict[Key, Update] = {}
         self._replaced: dict[Update, Update] = {}
-        self._queued = 0
         self._merge_from = max(1, hub.client_queue // 2)
         self._send, self.receive = anyio.create_memory_object_stream[Item](hub.client_queue)
         self._waiter: asyncio.Future[None] | None = None  # the writer, parked on an empty stream
@@ -128,13 +127,13 @@ class Subscriber:
         """Queue ``update`` without waiting. Returns False when the stream is full: the caller
         must then :meth:`end` this subscriber.
 
-        While the client is behind (at least ``merge_from`` updates queued), an update of a bar
+        While the client is behind (at least ``merge_from`` items queued), an update of a bar
         that is still queued replaces the content of that bar's last queued entry instead of
         taking a new place.
         """
         key = update.key
         last = self._last.get(key)
-        if last is not None and self._queued >= self._merge_from:
+        if last is not None and self.items >= self._merge_from:
             self._replaced[last] = update
             self._hub.stats.merged += 1
             return True
@@ -145,15 +144,19 @@ class Subscriber:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return True  # ended already; the hub drops it from its routes
         self._last[key] = update
-        self._queued += 1
         self.items += 1
         if self._waiter is not None:
             self._wake()
         return True
 
+    def receive_nowait(self) -> Item:
+        """The next queued item (writer side; call only while :attr:`items` is non-zero)."""
+        item = self.receive.receive_nowait()
+        self.items -= 1
+        return item
+
     def take(self, update: Update) -> Update:
         """What to send for a queued ``update``: it, or the newer state merged into it."""
-        self._queued -= 1
         if self._last.get(update.key) is update:
             del self._last[update.key]
         if self._replaced:

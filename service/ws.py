@@ -188,7 +188,7 @@ def _after_subscribe(sub: Subscriber, symbols: tuple[str, ...]) -> frozenset[str
 async def _writer(send: Send, sub: Subscriber, batch: bool, stats: Stats, cancel_scope: anyio.CancelScope) -> None:
     """Hub stream -> socket. Drains everything queued per wake-up (``sub.items`` of them, so no
     ``WouldBlock`` is raised on the hot path) without awaiting per item."""
-    receive = sub.receive
+    receive_nowait = sub.receive_nowait
     take = sub.take
     wait = sub.wait
     latency = stats.latency
@@ -200,8 +200,7 @@ async def _writer(send: Send, sub: Subscriber, batch: bool, stats: Stats, cancel
             delivered = 0
             frames = 0
             while sub.items:
-                item = receive.receive_nowait()
-                sub.items -= 1
+                item = receive_nowait()
                 if type(item) is Update:
                     update = take(item)
                     last = update

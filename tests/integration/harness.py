@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +17,6 @@ import anyio
 import orjson
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import Server as WSServer
 from websockets.asyncio.server import ServerConnection, serve
 
 from service.app import create_app
@@ -81,7 +80,6 @@ class FakeBroker:
         self.connections: list[ServerConnection] = []
         self.received: list[str | bytes] = []
         self._connected = asyncio.Condition()
-        self._server: WSServer | None = None
         self.port = 0
 
     @property
@@ -117,7 +115,6 @@ class FakeBroker:
 async def fake_broker() -> AsyncIterator[FakeBroker]:
     broker = FakeBroker()
     async with serve(broker._handler, "127.0.0.1", 0, compression=None) as server:
-        broker._server = server
         broker.port = next(iter(server.sockets)).getsockname()[1]
         yield broker
 
@@ -159,6 +156,3 @@ def ws_settings(broker: FakeBroker, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
-
-
-Check = Callable[[Any], bool]
