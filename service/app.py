@@ -159,7 +159,7 @@ def create_app(settings: Settings, *, source_factory: Callable[[Settings], Sourc
         if not 1 <= limit <= settings.history:
             return _error(400, "bad_query", f"limit must be between 1 and {settings.history}")
         bars = hub.bars(symbol, limit)
-        if not bars and symbol not in hub.symbols():
+        if not bars:  # limit >= 1, and a known symbol has at least one bar
             return _error(404, "unknown_symbol", f"no data for symbol {symbol[:40]!r}")
         body = ("[" + ",".join(u.text for u in bars) + "]").encode()
         return Response(body, media_type="application/json")

@@ -212,9 +212,6 @@ class Subscriber:
         if self._on_end is not None:
             self._on_end()
 
-    def stream_statistics(self) -> int:
-        return self._send.statistics().current_buffer_used
-
     def _close_streams(self) -> None:
         self._send.close()
         self.receive.close()
@@ -368,7 +365,7 @@ class Hub:
 
     def pending(self) -> int:
         """Items queued across all clients (for metrics)."""
-        return sum(sub.stream_statistics() for sub in self._subscribers)
+        return sum(sub.items for sub in self._subscribers)
 
     # -- shutdown -----------------------------------------------------------------------------
 

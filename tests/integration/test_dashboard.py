@@ -76,12 +76,18 @@ async def wait_live(page: Page, frames: int = 3) -> None:
     )  # fmt: skip
 
 
+async def open_live(b: Browser, url: str, *, width: int = 1280, height: int = 720) -> tuple[Page, Errors]:
+    """A new page at ``url``, collecting errors, once the dashboard is live."""
+    page = await b.new_page(viewport={"width": width, "height": height})
+    errors = Errors(page)
+    await page.goto(url)
+    await wait_live(page)
+    return page, errors
+
+
 async def test_single_view_renders_and_the_last_bar_moves() -> None:
     async with candlecast(SIM) as cc, browser() as b:
-        page = await b.new_page(viewport={"width": 1280, "height": 720})
-        errors = Errors(page)
-        await page.goto(cc.url + "/?symbol=BBB")
-        await wait_live(page)
+        page, errors = await open_live(b, cc.url + "/?symbol=BBB")
         assert await page.locator("canvas").count() > 0
         before = await last_bar(page, "BBB")
         assert before is not None and before["high"] >= before["low"]
@@ -100,10 +106,7 @@ async def test_single_view_renders_and_the_last_bar_moves() -> None:
 
 async def test_grid_view_from_the_url_and_switching_symbols() -> None:
     async with candlecast(SIM) as cc, browser() as b:
-        page = await b.new_page(viewport={"width": 1280, "height": 800})
-        errors = Errors(page)
-        await page.goto(cc.url + "/?view=grid&symbols=AAA,CCC,DDD")
-        await wait_live(page)
+        page, errors = await open_live(b, cc.url + "/?view=grid&symbols=AAA,CCC,DDD", height=800)
         await page.wait_for_function(
             "() => ['AAA','CCC','DDD'].every((s) => window.candlecast.charts.get(s)?.series.data().length > 0)",
             timeout=TIMEOUT_MS,

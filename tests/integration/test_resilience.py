@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +18,7 @@ import anyio
 import httpx
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import DEADLINE
@@ -46,6 +47,15 @@ async def stalled_client(url: str) -> Any:
         yield ws
 
 
+@asynccontextmanager
+async def stalled_and_healthy(cc: Any) -> AsyncIterator[tuple[ClientConnection, ClientConnection]]:
+    """A stalled client and a healthy one, both subscribed to everything."""
+    async with stalled_client(cc.ws_url()) as slow, client(cc.ws_url()) as healthy:
+        await synced(slow)
+        await synced(healthy)
+        yield slow, healthy
+
+
 async def metric(cc: Any, name: str) -> float:
     async with httpx.AsyncClient() as http:
         text = (await http.get(cc.url + "/metrics")).text
@@ -61,9 +71,7 @@ async def test_slow_client_is_closed_with_1013_and_does_not_delay_others() -> No
     size = 200
     async with fake_broker() as broker, candlecast(ws_settings(broker, client_queue=256)) as cc:
         await broker.wait_connections(1)
-        async with stalled_client(cc.ws_url()) as slow, client(cc.ws_url()) as healthy:
-            await synced(slow)
-            await synced(healthy)
+        async with stalled_and_healthy(cc) as (slow, healthy):
             chunks = 0
             # until the hub gives up on the stalled client (socket buffers differ by machine),
             # then a few chunks more: the healthy client reads every chunk in full each time
@@ -96,9 +104,7 @@ async def test_same_bar_updates_merge_while_behind() -> None:
     gets all 5000."""
     async with fake_broker() as broker, candlecast(ws_settings(broker, client_queue=64)) as cc:
         await broker.wait_connections(1)
-        async with stalled_client(cc.ws_url()) as slow, client(cc.ws_url()) as healthy:
-            await synced(slow)
-            await synced(healthy)
+        async with stalled_and_healthy(cc) as (slow, healthy):
             fill = 0
             # each step is a chunk the healthy client has read; small enough steps that the
             # stalled client's queue stops between the merge point (32) and its bound (64)
