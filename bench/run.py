@@ -32,6 +32,8 @@ from typing import Any
 import orjson
 from websockets.asyncio.server import ServerConnection, serve
 
+from tests.support import free_port, stalled_socket
+
 SYMBOLS = [f"SYM{i}" for i in range(8)]
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -105,10 +107,7 @@ async def _client_main(url: str, n: int, stalled: int, pipe: Any, start_seq_box:
 
     def small_buffer(parsed: Any) -> socket.socket:
         """A stalled client's socket: a 4 KiB receive buffer, so the server's buffers fill."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        return sock
+        return stalled_socket()
 
     for i in range(n):
         factory = small_buffer if i < stalled else None
@@ -195,18 +194,11 @@ async def broker() -> AsyncIterator[tuple[Broker, int]]:
 # -- relay process and /proc ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def relay_cmd(relay: str, port: int, bport: int) -> list[str]:
     up = f"ws://127.0.0.1:{bport}/"
     if relay == "candlecast":
         extra = os.environ.get("CANDLECAST_BENCH_ARGS", "").split()
-        return [sys.executable, "-m", "service", "--port", str(port), "--source", "ws", "--format", "seed",
+        return [sys.executable, "-m", "candlecast", "--port", str(port), "--source", "ws", "--format", "seed",
                 "--upstream", up, "--log-level", "warning", "--max-clients", "5000", *extra]  # fmt: skip
     return [sys.executable, "-m", f"bench.relays.{relay}", "--port", str(port), "--upstream", up]
 

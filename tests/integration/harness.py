@@ -14,21 +14,24 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import httpx
 import orjson
-from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from service.app import create_app
-from service.hub import Hub
-from service.server import Server, config
-from service.settings import Settings
+from candlecast.app import Service
+from candlecast.server import Server, config
+from candlecast.settings import Settings
 from tests.conftest import DEADLINE
 
 
-def bind(port: int = 0) -> socket.socket:
+def bind(port: int = 0, *, sndbuf: int | None = None) -> socket.socket:
+    """A listening loopback socket; ``sndbuf`` (inherited by accepted sockets on Linux) keeps
+    the server's kernel send buffers small, so a client that stops reading stalls it soon."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if sndbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     sock.bind(("127.0.0.1", port))
     sock.listen(1024)
     sock.setblocking(False)
@@ -38,7 +41,7 @@ def bind(port: int = 0) -> socket.socket:
 @dataclasses.dataclass
 class Candlecast:
     server: Server
-    app: Starlette
+    service: Service
     port: int
     settings: Settings
 
@@ -49,25 +52,31 @@ class Candlecast:
     def ws_url(self, query: str = "") -> str:
         return f"ws://127.0.0.1:{self.port}/ws" + (f"?{query}" if query else "")
 
-    @property
-    def hub(self) -> Hub:
-        hub: Hub = self.app.state.hub
-        return hub
+    async def metric(self, name: str) -> float:
+        """One sample from ``/metrics`` (``name`` with its labels, e.g. ``x_total{reason="json"}``)."""
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(self.url + "/metrics")).text
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"{name} not in /metrics")
 
 
 @asynccontextmanager
 async def candlecast(
-    settings: Settings, *, port: int = 0, log_level: str = "warning", **app_kwargs: Any
+    settings: Settings, *, port: int = 0, log_level: str = "warning", sndbuf: int | None = None
 ) -> AsyncIterator[Candlecast]:
     """A real candlecast (uvicorn + app + producer thread) on a loopback port (0: ephemeral)."""
-    sock = bind(port)
+    sock = bind(port, sndbuf=sndbuf)
     port = sock.getsockname()[1]
-    app = create_app(dataclasses.replace(settings, port=port), **app_kwargs)
-    server = Server(config(app, dataclasses.replace(settings, port=port, log_level=log_level)))
+    service = Service(dataclasses.replace(settings, port=port))
+    server = Server(
+        config(service.asgi, dataclasses.replace(settings, port=port, log_level=log_level)), drain=service.drain
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         try:
-            yield Candlecast(server, app, port, settings)
+            yield Candlecast(server, service, port, settings)
         finally:
             server.request_exit()
     sock.close()
@@ -112,9 +121,9 @@ class FakeBroker:
 
 
 @asynccontextmanager
-async def fake_broker() -> AsyncIterator[FakeBroker]:
+async def fake_broker(port: int = 0) -> AsyncIterator[FakeBroker]:
     broker = FakeBroker()
-    async with serve(broker._handler, "127.0.0.1", 0, compression=None) as server:
+    async with serve(broker._handler, "127.0.0.1", port, compression=None) as server:
         broker.port = next(iter(server.sockets)).getsockname()[1]
         yield broker
 

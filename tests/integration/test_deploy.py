@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -19,19 +18,13 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 from websockets.exceptions import ConnectionClosed
 
-from service.settings import Settings
-from tests.conftest import DEADLINE, IN_CI, require_binary
+from candlecast.settings import Settings
+from tests.conftest import DEADLINE, IN_CI, require_binary, require_chart_library
 from tests.integration.harness import Candlecast, candlecast, client, fake_broker, recv_json, seed, synced, ws_settings
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def nginx_config(upstream_port: int, listen_port: int, tmp: Path, *, read_timeout: str | None = None,
@@ -160,7 +153,10 @@ async def test_prefix_example_serves_candlecast_under_a_path(tmp_path: Path) -> 
             page = await http.get("/candlecast/")
             assert page.status_code == 200 and 'src="static/app.js"' in page.text
             assert (await http.get("/candlecast/static/app.js")).status_code == 200
-            assert (await http.get("/candlecast/vendor/lightweight-charts.mjs")).status_code in (200, 404)
+            require_chart_library()
+            chart = await http.get("/candlecast/vendor/lightweight-charts.mjs")
+            assert chart.status_code == 200 and chart.headers["content-type"].startswith("text/javascript")
+            assert "createChart" in chart.text
             assert [s["symbol"] for s in (await http.get("/candlecast/api/symbols")).json()] == ["AAA"]
             assert (await http.get("/candlecast/metrics")).status_code == 403
         async with client(f"ws://{addr}/candlecast/ws?symbols=AAA") as ws:

@@ -10,7 +10,7 @@ import anyio
 import httpx
 import orjson
 
-from service.settings import Settings
+from candlecast.settings import Settings
 from tests.conftest import DEADLINE
 from tests.integration.harness import candlecast, client, fake_broker, recv_json, seed, synced, ws_settings
 
@@ -103,7 +103,7 @@ async def test_replay_source_serves_a_recorded_file(tmp_path: Path) -> None:
 async def test_record_writes_the_upstream_to_jsonl_for_replay(tmp_path: Path) -> None:
     out = tmp_path / "rec.jsonl"
     async with fake_broker() as broker:
-        cmd = [sys.executable, "-m", "service", "record", "--upstream", broker.url, "--format", "seed",
+        cmd = [sys.executable, "-m", "candlecast", "record", "--upstream", broker.url, "--format", "seed",
                "--out", str(out), "--count", "4", "--subscribe", '{"op":"sub"}']  # fmt: skip
         async with await anyio.open_process(cmd, stderr=subprocess.STDOUT) as proc:
             await broker.wait_connections(1)

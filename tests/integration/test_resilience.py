@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from tests.integration.harness import (
     synced,
     ws_settings,
 )
+from tests.support import STALLED_RCVBUF, free_port, stalled_socket
 
 LONG = "S" * 32  # a long symbol makes each frame larger, so socket buffers fill sooner
 
@@ -39,8 +39,8 @@ LONG = "S" * 32  # a long symbol makes each frame larger, so socket buffers fill
 async def stalled_client(url: str) -> Any:
     """A client that stops reading: a tiny receive buffer, and websockets' flow control pauses
     reading as soon as one message is queued."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock = stalled_socket()
+    sock.setblocking(True)
     sock.connect(("127.0.0.1", int(url.split(":")[2].split("/")[0])))
     sock.setblocking(False)
     async with connect(url, sock=sock, compression=None, proxy=None, max_queue=1) as ws:
@@ -56,26 +56,17 @@ async def stalled_and_healthy(cc: Any) -> AsyncIterator[tuple[ClientConnection, 
         yield slow, healthy
 
 
-async def metric(cc: Any, name: str) -> float:
-    async with httpx.AsyncClient() as http:
-        text = (await http.get(cc.url + "/metrics")).text
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
 async def test_slow_client_is_closed_with_1013_and_does_not_delay_others() -> None:
     """The feed runs in chunks that the healthy client reads in full before the next one
     (it keeps up by construction); the stalled client reads nothing until the end."""
     size = 200
-    async with fake_broker() as broker, candlecast(ws_settings(broker, client_queue=256)) as cc:
+    async with fake_broker() as broker, candlecast(ws_settings(broker, client_queue=256), sndbuf=STALLED_RCVBUF) as cc:
         await broker.wait_connections(1)
         async with stalled_and_healthy(cc) as (slow, healthy):
             chunks = 0
             # until the hub gives up on the stalled client (socket buffers differ by machine),
             # then a few chunks more: the healthy client reads every chunk in full each time
-            while cc.hub.stats.slow_disconnects == 0 or chunks % 50:
+            while chunks % 50 or await cc.metric("candlecast_slow_disconnects_total") == 0:
                 assert chunks < 2000, "the stalled client was never closed"
                 base = chunks * size
                 await broker.send(*(seed(LONG, base + i) for i in range(size)))
@@ -93,22 +84,22 @@ async def test_slow_client_is_closed_with_1013_and_does_not_delay_others() -> No
             assert closed.value.rcvd.code == 1013
             assert "slow" in closed.value.rcvd.reason
             assert seen < chunks * size - 1
-        assert await metric(cc, "candlecast_slow_disconnects_total") == 1
+        assert await cc.metric("candlecast_slow_disconnects_total") == 1
         # bounded: nobody holds more than the per-client bound
-        assert await metric(cc, "candlecast_client_queue_items") <= 256
+        assert await cc.metric("candlecast_client_queue_items") <= 256
 
 
 async def test_same_bar_updates_merge_while_behind() -> None:
     """Once a stalled client is behind (half its bound queued), 5000 updates of one bar
     collapse into one queued entry that carries the bar's newest state; the healthy client
     gets all 5000."""
-    async with fake_broker() as broker, candlecast(ws_settings(broker, client_queue=64)) as cc:
+    async with fake_broker() as broker, candlecast(ws_settings(broker, client_queue=64), sndbuf=STALLED_RCVBUF) as cc:
         await broker.wait_connections(1)
         async with stalled_and_healthy(cc) as (slow, healthy):
             fill = 0
             # each step is a chunk the healthy client has read; small enough steps that the
             # stalled client's queue stops between the merge point (32) and its bound (64)
-            while cc.hub.pending() < 36:
+            while await cc.metric("candlecast_client_queue_items") < 36:
                 assert fill < 100_000, "the stalled client never fell behind"
                 await broker.send(*(seed(LONG, i) for i in range(fill, fill + 10)))
                 for _ in range(10):
@@ -123,8 +114,8 @@ async def test_same_bar_updates_merge_while_behind() -> None:
                 )
                 for j in range(base, base + 25):
                     assert (await recv_json(healthy))["t"] == 10_000 + j
-            assert await metric(cc, "candlecast_merged_total") == 4999
-            assert await metric(cc, "candlecast_slow_disconnects_total") == 0
+            assert await cc.metric("candlecast_merged_total") == 4999
+            assert await cc.metric("candlecast_slow_disconnects_total") == 0
             got = [await recv_json(slow) for _ in range(fill + 1)]
             assert [m["ot"] for m in got[:fill]] == list(range(fill))
             assert got[fill]["s"] == "AAA"
@@ -144,25 +135,50 @@ async def test_broker_drop_reconnects_and_data_flows_again() -> None:
             await broker.send(seed("AAA", 2))
             assert (await recv_json(ws))["ot"] == 2
         assert broker.received.count(subscribe) == 2  # sent on every (re)connect
-        assert await metric(cc, "candlecast_upstream_reconnects_total") >= 1
-        assert await metric(cc, "candlecast_upstream_connected") == 1
+        assert await cc.metric("candlecast_upstream_reconnects_total") >= 1
+        assert await cc.metric("candlecast_upstream_connected") == 1
 
 
-async def test_broker_refusing_connections_is_retried_with_backoff() -> None:
-    """No broker at first: candlecast keeps trying, /readyz says why, then it connects."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens on this port now
-    from service.settings import Settings
+async def test_broker_refusing_connections_is_retried_with_backoff_then_it_connects() -> None:
+    """A broker that drops every handshake: candlecast retries (each attempt is seen by the
+    broker's port), /readyz says why; once a real broker listens there, it connects and data
+    flows."""
+    from anyio.abc import SocketAttribute, SocketStream
 
-    settings = Settings(source="ws", upstream=f"ws://127.0.0.1:{port}/", reconnect_min=0.02, reconnect_max=0.05)
-    async with candlecast(settings) as cc:
-        async with httpx.AsyncClient() as http:
-            ready = await http.get(cc.url + "/readyz")
-            assert ready.status_code == 503
-            assert "not connected" in ready.json()["reason"]
-            assert (await http.get(cc.url + "/healthz")).status_code == 200
+    attempts = 0
+    retried = anyio.Event()
+
+    async def refuse(stream: SocketStream) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts >= 3:
+            retried.set()
+        await stream.aclose()  # no handshake: the source's connect fails
+
+    from candlecast.settings import Settings
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(SocketAttribute.local_port)
+    settings = Settings(source="ws", upstream=f"ws://127.0.0.1:{port}/stream", reconnect_min=0.02, reconnect_max=0.05)
+    async with candlecast(settings) as cc, httpx.AsyncClient(base_url=cc.url) as http:
+        async with listener, anyio.create_task_group() as refusing:
+            refusing.start_soon(listener.serve, refuse)
+            with anyio.fail_after(DEADLINE):
+                await retried.wait()
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503 and "not connected" in ready.json()["reason"]
+            assert (await http.get("/healthz")).status_code == 200
+            assert await cc.metric("candlecast_upstream_reconnects_total") >= 2
+            assert await cc.metric("candlecast_upstream_connects_total") == 0
+            refusing.cancel_scope.cancel()
+        async with fake_broker(port) as broker, client(cc.ws_url()) as ws:
+            await broker.wait_connections(1)  # the next retry connects
+            await synced(ws)
+            await broker.send(seed("AAA", 1))
+            assert (await recv_json(ws))["ot"] == 1
+            ready = await http.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["status"] == "ready"
+            assert await cc.metric("candlecast_upstream_connects_total") == 1
 
 
 async def test_malformed_upstream_messages_are_counted_and_skipped() -> None:
@@ -182,8 +198,8 @@ async def test_malformed_upstream_messages_are_counted_and_skipped() -> None:
             await broker.send(seed("AAA", 1), *bad, seed("AAA", 2), '{"heartbeat": true}', seed("AAA", 3))
             assert [(await recv_json(ws))["ot"] for _ in range(3)] == [1, 2, 3]
         for reason, count in {"json": 2, "type": 1, "shape": 1, "ohlc": 1, "symbol": 1, "oversize": 1}.items():
-            assert await metric(cc, f'candlecast_malformed_total{{reason="{reason}"}}') == count, reason
-        assert await metric(cc, "candlecast_upstream_connects_total") == 1  # never dropped
+            assert await cc.metric(f'candlecast_malformed_total{{reason="{reason}"}}') == count, reason
+        assert await cc.metric("candlecast_upstream_connects_total") == 1  # never dropped
 
 
 async def test_shutdown_closes_clients_with_1001() -> None:
@@ -213,11 +229,9 @@ async def test_sigterm_exits_0_within_5s_with_clients_and_a_silent_broker() -> N
 
     async with serve(silent, "127.0.0.1", 0, compression=None) as broker:
         bport = next(iter(broker.sockets)).getsockname()[1]
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         env = {**os.environ, "CANDLECAST_LOG_LEVEL": "info"}
-        cmd = [sys.executable, "-m", "service", "--port", str(port), "--source", "ws",
+        cmd = [sys.executable, "-m", "candlecast", "--port", str(port), "--source", "ws",
                "--upstream", f"ws://127.0.0.1:{bport}/"]  # fmt: skip
         async with await anyio.open_process(cmd, env=env, stderr=subprocess.STDOUT) as proc:
             assert proc.stdout is not None
@@ -251,10 +265,10 @@ async def test_sigterm_exits_0_within_5s_with_clients_and_a_silent_broker() -> N
 
 async def test_websocket_source_stops_within_1s_even_if_the_broker_is_silent() -> None:
     """The producer thread blocked in recv() on a broker that says nothing ends at once."""
-    from service.bridge import Bridge, ProducerThread
-    from service.candles import FORMATS, Candle
-    from service.sources.base import Normalizer
-    from service.sources.websocket import WebSocketSource
+    from candlecast.bridge import Bridge, ProducerThread
+    from candlecast.candles import FORMATS, Candle
+    from candlecast.sources.base import Normalizer
+    from candlecast.sources.websocket import WebSocketSource
 
     async with fake_broker() as broker:
         bridge: Bridge[Candle] = Bridge(maxsize=8)

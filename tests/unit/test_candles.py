@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from service.candles import (
+from candlecast.candles import (
     MAX_MESSAGE_BYTES,
     Candle,
     MalformedMessage,

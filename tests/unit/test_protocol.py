@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from service.protocol import (
+from candlecast.protocol import (
     MAX_COMMAND_BYTES,
     Command,
     Options,

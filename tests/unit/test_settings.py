@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from service.settings import DEFAULT_SYMBOLS, Settings, SettingsError, from_argv
+from candlecast.settings import DEFAULT_SYMBOLS, Settings, SettingsError, from_argv
 
 
 def test_defaults_run_the_simulator_on_loopback_8000() -> None:
@@ -68,7 +68,7 @@ def test_settings_object_validates_itself() -> None:
 
 def test_cli_prints_one_clear_line_and_exits_2() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "service", "--port", "nope"], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "candlecast", "--port", "nope"], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -10,10 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.candles import FORMATS, Candle, encode
-from service.sources.base import Normalizer, backoff
-from service.sources.replay import ReplaySource, record_line
-from service.sources.sim import SimSource, Simulator
+from candlecast.candles import FORMATS, Candle, encode
+from candlecast.sources.base import Normalizer, backoff
+from candlecast.sources.record import record_line
+from candlecast.sources.replay import ReplaySource
+from candlecast.sources.sim import SimSource, Simulator
 
 
 def test_simulator_is_deterministic_for_a_seed() -> None:
@@ -67,7 +68,7 @@ def test_sim_source_emits_at_its_rate_until_stopped() -> None:
 def test_normalizer_counts_and_rate_limits_its_log(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
     norm = Normalizer(FORMATS["seed"], clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="service.upstream"):
+    with caplog.at_level(logging.WARNING, logger="candlecast.upstream"):
         for _ in range(5):
             assert norm("{bad") is None
         now[0] = 1.5

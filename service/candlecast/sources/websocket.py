@@ -24,7 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 from ..candles import MAX_MESSAGE_BYTES
 from .base import Emit, Normalizer, Upstream, backoff
 
-log = logging.getLogger("service.upstream")
+log = logging.getLogger("candlecast.upstream")
 
 
 class WebSocketSource:
@@ -49,6 +49,7 @@ class WebSocketSource:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.upstream = Upstream()
+        self.malformed = normalizer.malformed
         self._rng = random.Random()
         self._lock = threading.Lock()
         self._conn: ClientConnection | None = None

@@ -17,7 +17,8 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from .candles import FORMATS, MAX_SYMBOL_LENGTH
+from .candles import FORMATS
+from .rules import is_symbol, parse_bool
 
 Source = Literal["sim", "ws", "replay"]
 SOURCES: Final = ("sim", "ws", "replay")
@@ -26,7 +27,7 @@ DEFAULT_SYMBOLS: Final = ("BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD", "EURUSD", "GBP
 ENV_PREFIX: Final = "CANDLECAST_"
 #: Where ``npm ci`` in the checkout puts the dashboard's chart library.
 DEFAULT_CHART_JS: Final = (
-    Path(__file__).resolve().parent.parent
+    Path(__file__).resolve().parents[2]
     / "node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.mjs"
 )
 _OPTIONAL: Final = ("upstream", "subscribe", "replay_file")
@@ -116,15 +117,6 @@ def _choice(options: Sequence[str]) -> Callable[[str], str]:
     return conv
 
 
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
-
-
 def _list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
@@ -158,14 +150,14 @@ _OPTIONS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
     "root_path": (_str, "path prefix the app is mounted under behind a proxy, e.g. /candlecast"),
     "ws_ping_interval": (_float(0.0), "seconds between WebSocket pings to clients (0: off)"),
     "ws_ping_timeout": (_float(0.0), "seconds to wait for a pong before dropping a client"),
-    "ws_compression": (_bool, "permessage-deflate for clients (off: saves ~300 KiB/connection)"),
+    "ws_compression": (parse_bool, "permessage-deflate for clients (off: saves ~300 KiB/connection)"),
     "stale_after": (_float(0.1), "seconds without upstream data before /readyz reports stale"),
     "reconnect_min": (_float(0.01), "first upstream reconnect delay, seconds"),
     "reconnect_max": (_float(0.01), "longest upstream reconnect delay, seconds"),
     "chart_js": (_str, "the lightweight-charts ES module the dashboard loads (npm ci puts it in node_modules)"),
     "loop": (_choice(("auto", "asyncio", "uvloop")), "event loop (auto: uvloop when installed)"),
     "ws_impl": (_choice(("websockets-sansio", "websockets", "wsproto")), "uvicorn's WebSocket implementation"),
-    "proxy_headers": (_bool, "trust X-Forwarded-* from --forwarded-allow-ips"),
+    "proxy_headers": (parse_bool, "trust X-Forwarded-* from --forwarded-allow-ips"),
     "forwarded_allow_ips": (_str, "proxy addresses whose X-Forwarded-* headers are trusted"),
 }
 
@@ -180,9 +172,6 @@ def _env(name: str) -> str:
 
 def _fail(name: str, message: str) -> SettingsError:
     return SettingsError(f"invalid setting {_flag(name)} ({_env(name)}): {message}")
-
-
-_SYMBOL_RE: Final = re.compile(r"^[\x21-\x7e]+$")
 
 
 def _validate(s: Settings) -> None:
@@ -202,7 +191,7 @@ def _validate(s: Settings) -> None:
     if s.source == "sim" and not s.symbols:
         raise _fail("symbols", "at least one symbol is needed")
     for sym in s.symbols:
-        if len(sym) > MAX_SYMBOL_LENGTH or not _SYMBOL_RE.match(sym):
+        if not is_symbol(sym):
             raise _fail("symbols", f"bad symbol {sym!r}")
     if s.reconnect_max < s.reconnect_min:
         raise _fail("reconnect_max", "must be at least --reconnect-min")

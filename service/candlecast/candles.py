@@ -16,10 +16,10 @@ from typing import Any, Final
 
 import orjson
 
+from .rules import is_symbol
+
 #: Largest upstream message accepted, in bytes. Real kline messages are well under 1 KiB.
 MAX_MESSAGE_BYTES: Final = 64 * 1024
-#: Largest symbol accepted, in characters.
-MAX_SYMBOL_LENGTH: Final = 32
 
 Number = int | float
 
@@ -84,7 +84,7 @@ def encode(candle: Candle) -> bytes:
 def _symbol(value: object) -> str:
     if not isinstance(value, str):
         raise MalformedMessage("symbol", f"symbol must be a string, got {type(value).__name__}")
-    if not value or len(value) > MAX_SYMBOL_LENGTH or not value.isprintable() or value.strip() != value:
+    if not is_symbol(value):
         raise MalformedMessage("symbol", f"bad symbol {value[:40]!r}")
     return value
 
@@ -182,9 +182,8 @@ def parse_binance(msg: object) -> Candle | None:
     k = _object(m.get("k"), "k")
     try:
         return make_candle(
-            k.get("s", m.get("s")), m["E"], k["t"], k["o"], k["h"], k["l"], k["c"], k.get("v"),
-            strings=True,
-        )  # fmt: skip
+            k.get("s", m.get("s")), m["E"], k["t"], k["o"], k["h"], k["l"], k["c"], k.get("v"), strings=True
+        )
     except KeyError as exc:
         raise MalformedMessage("shape", f"kline lacks {exc.args[0]!r}") from None
 

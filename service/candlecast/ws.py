@@ -6,40 +6,42 @@ session's task group. The session:
 1. checks the Origin and the token *before* accepting (refused: HTTP 403), then accepts;
 2. parses the query (bad: an error frame, then close 1008);
 3. subscribes to the hub (full: close 1013; shutting down: close 1001);
-4. runs the writer (hub stream -> socket) in a task group while the host task reads control
+4. runs the writer (subscriber -> socket) in a task group while the host task reads control
    messages; either ending cancels the other;
 5. unsubscribes, then closes with the code the hub chose (1013 slow, 1001 shutdown, 1008
    abuse), unless the client is already gone. The close is shielded and bounded, so
    cancellation cannot skip it and a dead peer cannot hold the task; a 1013 waits longer
    (unshielded) for a stalled client's socket to take the close frame.
+
+The ASGI message shapes live here, and only here.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
+from collections.abc import Callable
 
 import anyio
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from .hub import (
+from .auth import offered_token, origin_ok, token_ok
+from .hub import Hub, HubClosed, HubFull, Reply, Subscriber, Update
+from .protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
     CLOSE_TRY_AGAIN,
-    Hub,
-    HubClosed,
-    HubFull,
-    Reply,
-    Snapshot,
-    State,
-    Subscriber,
-    Update,
+    MAX_ERRORS,
+    ProtocolError,
+    error_frame,
+    parse_command,
+    parse_query,
+    pong_frame,
+    reply_frame,
 )
-from .metrics import Stats
-from .protocol import MAX_ERRORS, ProtocolError, error_frame, parse_command, parse_query, pong_frame, reply_frame
-from .settings import Settings
+from .runtime import Runtime
+from .stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -51,41 +53,24 @@ CLOSE_TIMEOUT = 1.0
 SLOW_CLOSE_TIMEOUT = 30.0
 
 
-def token_ok(settings: Settings, query_token: str | None, authorization: str | None) -> bool:
-    """Whether the request carries one of the configured tokens (always true with none set)."""
-    if not settings.tokens:
-        return True
-    offered = query_token
-    if offered is None and authorization and authorization.lower().startswith("bearer "):
-        offered = authorization[7:].strip()
-    if not offered:
-        return False
-    return any(hmac.compare_digest(offered.encode(), t.encode()) for t in settings.tokens)
-
-
-def origin_ok(settings: Settings, origin: str | None) -> bool:
-    """Whether the Origin header is allowed (any, or none, when no origins are configured)."""
-    return not settings.origins or (origin is not None and origin in settings.origins)
-
-
 class StreamEndpoint:
-    """The ``/ws`` route, as a plain ASGI app so the writer can hand the hub's prebuilt ASGI
-    messages straight to the server's ``send`` (no per-frame wrapper); Starlette's
-    :class:`WebSocket` still handles accept, receive and close."""
+    """The ``/ws`` route, as a plain ASGI app so the writer hands its messages straight to the
+    server's ``send`` (no per-frame wrapper); Starlette's :class:`WebSocket` still handles
+    accept, receive and close."""
+
+    def __init__(self, runtime: Callable[[], Runtime]) -> None:
+        self._runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await stream(WebSocket(scope, receive, send), send)
+        await session(self._runtime(), WebSocket(scope, receive, send), send)
 
 
-async def stream(websocket: WebSocket, send: Send) -> None:
-    """One client session."""
-    hub: Hub = websocket.state.hub
-    settings: Settings = websocket.state.settings
-    stats: Stats = websocket.state.stats
+async def session(runtime: Runtime, websocket: WebSocket, send: Send) -> None:
+    """One client session, from the handshake to the close frame."""
+    settings, hub, stats = runtime.settings, runtime.hub, runtime.stats
     headers = websocket.headers
-    if not origin_ok(settings, headers.get("origin")) or not token_ok(
-        settings, websocket.query_params.get("token"), headers.get("authorization")
-    ):
+    offered = offered_token(websocket.query_params.get("token"), headers.get("authorization"))
+    if not origin_ok(settings.origins, headers.get("origin")) or not token_ok(settings.tokens, offered):
         stats.rejected_clients += 1
         await websocket.close(CLOSE_POLICY)  # before accept: an HTTP 403
         return
@@ -102,7 +87,7 @@ async def stream(websocket: WebSocket, send: Send) -> None:
         async with hub.subscribe(options.symbols, history=options.history, on_end=scope.cancel) as sub:
             with scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(_writer, send, sub, options.batch, stats, tg.cancel_scope)
+                    tg.start_soon(_writer, send, sub, options.batch, stats, tg.cancel_scope.cancel)
                     await _reader(websocket, hub, sub, stats)
                     tg.cancel_scope.cancel()
     except HubFull:
@@ -174,80 +159,54 @@ async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats)
             sub.queue(Reply(pong_frame(time.time_ns() // 1_000_000, cmd.id)))
         elif cmd.op == "subscribe":
             # the reply goes first; the new symbols' snapshot follows it in the same queue
-            sub.queue(Reply(reply_frame("subscribed", _after_subscribe(sub, cmd.symbols), cmd.id)))
+            after = None if sub.symbols is None else sub.symbols | frozenset(cmd.symbols)
+            sub.queue(Reply(reply_frame("subscribed", after, cmd.id)))
             hub.add_symbols(sub, cmd.symbols)
         else:
             hub.remove_symbols(sub, cmd.symbols)
             sub.queue(Reply(reply_frame("unsubscribed", sub.symbols, cmd.id)))
 
 
-def _after_subscribe(sub: Subscriber, symbols: tuple[str, ...]) -> frozenset[str] | None:
-    return None if sub.symbols is None else sub.symbols | frozenset(symbols)
-
-
-async def _writer(send: Send, sub: Subscriber, batch: bool, stats: Stats, cancel_scope: anyio.CancelScope) -> None:
-    """Hub stream -> socket. Drains everything queued per wake-up (``sub.items`` of them, so no
-    ``WouldBlock`` is raised on the hot path) without awaiting per item."""
-    receive_nowait = sub.receive_nowait
-    take = sub.take
-    wait = sub.wait
+async def _writer(send: Send, sub: Subscriber, batch: bool, stats: Stats, client_gone: Callable[[], object]) -> None:
+    """Subscriber -> socket: every batch the subscriber hands over is written before the next
+    wait, with no await between items other than the sends themselves. Ends when the hub ends
+    the subscriber, or (calling ``client_gone``) when the socket fails."""
+    next_batch = sub.next_batch
     latency = stats.latency
     try:
-        while True:
-            await wait()
-            last: Update | None = None
+        while (items := await next_batch()) is not None:
+            delivered = frames = 0
             texts: list[str] = []
-            delivered = 0
-            frames = 0
-            while sub.items:
-                item = receive_nowait()
+            last: Update | None = None
+            for item in items:
                 if type(item) is Update:
-                    update = take(item)
-                    last = update
+                    last = item
                     delivered += 1
-                    if batch:
-                        texts.append(update.text)
-                    else:
-                        await send(update.message)
+                    if not batch:
+                        await send({"type": "websocket.send", "text": item.text})
                         frames += 1
-                elif type(item) is Snapshot:
-                    delivered += len(item.updates)
-                    if batch:
-                        texts.extend(u.text for u in item.updates)
                     else:
-                        for u in item.updates:
-                            await send(u.message)
-                        frames += len(item.updates)
-                else:
-                    assert type(item) is Reply
+                        texts.append(item.text)
+                        if len(texts) >= MAX_BATCH:
+                            frames += await _send_batch(send, texts)
+                            texts = []
+                else:  # a reply: what was batched before it goes first
                     if texts:
                         frames += await _send_batch(send, texts)
                         texts = []
-                    await send(item.message)
-                if batch and len(texts) >= MAX_BATCH:
-                    frames += await _send_batch(send, texts)
-                    texts = []
-            if not delivered and not frames and sub.state is State.ENDED:
-                return  # ended by the hub; the session closes with the hub's code
+                    await send({"type": "websocket.send", "text": item.text})
             if texts:
                 frames += await _send_batch(send, texts)
             stats.candles_out += delivered
             stats.frames_out += frames
             if last is not None:
                 latency.observe(time.monotonic() - last.received)
-    except anyio.EndOfStream:
-        pass  # ended by the hub; the session closes with the hub's code
     except (WebSocketDisconnect, OSError):  # uvicorn raises ClientDisconnected, an OSError
-        cancel_scope.cancel()  # the client is gone; stop reading too
+        client_gone()  # stop reading too
 
 
 async def _send_batch(send: Send, texts: list[str]) -> int:
-    """Send ``texts`` as one JSON array frame per :data:`MAX_BATCH` (one object alone as is)."""
-    if len(texts) == 1:
-        await send({"type": "websocket.send", "text": texts[0]})
-        return 1
-    frames = 0
-    for i in range(0, len(texts), MAX_BATCH):
-        await send({"type": "websocket.send", "text": "[" + ",".join(texts[i : i + MAX_BATCH]) + "]"})
-        frames += 1
-    return frames
+    """Send ``texts`` as one JSON array frame (a single object alone, as is)."""
+    text = texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]"
+    await send({"type": "websocket.send", "text": text})
+    return 1

@@ -1,9 +1,8 @@
 """The hub: latest state and recent bars per symbol, and fan-out to every subscriber.
 
 Runs in the event loop only, and never awaits a client. :meth:`Hub.publish` encodes each
-candle once into an :class:`Update` (the JSON text and a prebuilt ASGI send message) that every
-subscriber shares, and offers it to each subscriber of its symbol with ``send_nowait`` on that
-subscriber's bounded anyio memory stream.
+candle once into an :class:`Update` that every subscriber shares, and offers it to each
+subscriber of its symbol with ``send_nowait`` on that subscriber's bounded anyio memory stream.
 
 Slow-client policy (per subscriber, see :meth:`Subscriber.offer`):
 
@@ -16,11 +15,11 @@ Slow-client policy (per subscriber, see :meth:`Subscriber.offer`):
   close code 1013 and a reason (counted as ``slow_disconnects``). Its dashboard reconnects and
   re-syncs from the snapshot.
 
-A subscriber's first item is a :class:`Snapshot` (the latest bar, or the last N bars, of each
-symbol it follows), taken in the same synchronous step that registers it: there is no gap and
-no duplicate between snapshot and live updates. :meth:`Hub.subscribe` is an async context
-manager that unregisters and closes both stream ends on exit. :meth:`Hub.close` ends every
-subscriber with 1001 and refuses new ones; it is idempotent.
+A subscriber's first item is its snapshot (the latest bar, or the last N bars, of each symbol
+it follows), taken in the same synchronous step that registers it: there is no gap and no
+duplicate between snapshot and live updates. :meth:`Hub.subscribe` is an async context manager
+that unregisters and closes both stream ends on exit. :meth:`Hub.close` ends every subscriber
+with 1001 and refuses new ones; it is idempotent.
 """
 
 from __future__ import annotations
@@ -30,44 +29,38 @@ import enum
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 
 from .candles import Candle, encode
-from .metrics import Stats
+from .protocol import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN
+from .stats import Stats
 
 Key = tuple[str, int | float]
-
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN = 1013
 
 
 class Update:
     """One encoded candle, shared by every subscriber. Never mutated after creation."""
 
-    __slots__ = ("key", "message", "received", "text")
+    __slots__ = ("key", "received", "text")
 
     def __init__(self, key: Key, text: str, received: float) -> None:
         self.key = key
         self.text = text
-        self.message: dict[str, Any] = {"type": "websocket.send", "text": text}
         self.received = received
 
 
 class Reply:
     """A control frame for one client (``subscribed``, ``pong``, ``error``)."""
 
-    __slots__ = ("message", "text")
+    __slots__ = ("text",)
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.message: dict[str, Any] = {"type": "websocket.send", "text": text}
 
 
-class Snapshot:
-    """Bars a client is owed on (re)subscription, oldest first per symbol."""
+class _Snapshot:
+    """Bars a client is owed on (re)subscription, oldest first per symbol (queued as one item)."""
 
     __slots__ = ("updates",)
 
@@ -75,7 +68,7 @@ class Snapshot:
         self.updates = updates
 
 
-Item = Update | Reply | Snapshot
+Outgoing = Update | Reply
 
 
 class HubClosed(Exception):
@@ -86,7 +79,7 @@ class HubFull(Exception):
     """``max_clients`` subscribers are connected."""
 
 
-class State(enum.Enum):
+class SubscriptionState(enum.Enum):
     OPEN = "open"
     ENDED = "ended"
 
@@ -94,48 +87,68 @@ class State(enum.Enum):
 class Subscriber:
     """One client's subscription: its symbol filter, bounded stream and pending bars.
 
-    The hub calls :meth:`offer`; the client's writer takes :attr:`items` items with
-    :meth:`receive_nowait`, parks in :meth:`wait` when there are none, and passes each
-    :class:`Update` through :meth:`take` to get the newest state of that bar.
+    Two faces. The hub's: :meth:`offer` (live updates), :meth:`queue` (replies, snapshots) and
+    :meth:`end`. The client writer's: :meth:`next_batch`, which waits, drains and merges.
+    ``symbols`` is written by the hub only.
     """
 
     __slots__ = (
-        "_hub", "_last", "_merge_from", "_on_end", "_replaced", "_send", "_waiter", "items",
-        "close_code", "close_reason", "history", "receive", "state", "symbols",
-    )  # fmt: skip
+        "_items",
+        "_last",
+        "_merge_from",
+        "_on_end",
+        "_receive",
+        "_replaced",
+        "_send",
+        "_stats",
+        "_waiter",
+        "close_code",
+        "close_reason",
+        "history",
+        "state",
+        "symbols",
+    )
 
-    def __init__(self, hub: Hub, symbols: frozenset[str] | None, history: int,
-                 on_end: Callable[[], object] | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        symbols: frozenset[str] | None,
+        history: int,
+        *,
+        bound: int,
+        stats: Stats,
+        on_end: Iterable[Callable[[], object]],
+    ) -> None:
         self.symbols = symbols
         self.history = history
-        self.state = State.OPEN
+        self.state = SubscriptionState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""
-        self._hub = hub
-        self._on_end = on_end
+        self._stats = stats
+        self._on_end = tuple(on_end)
         # The last queued entry of each bar, and merged replacements keyed by the queued entry
         # they replace.
         self._last: dict[Key, Update] = {}
         self._replaced: dict[Update, Update] = {}
-        self._merge_from = max(1, hub.client_queue // 2)
-        self._send, self.receive = anyio.create_memory_object_stream[Item](hub.client_queue)
+        self._merge_from = max(1, bound // 2)
+        self._send, self._receive = anyio.create_memory_object_stream[Update | Reply | _Snapshot](bound)
         self._waiter: asyncio.Future[None] | None = None  # the writer, parked on an empty stream
-        #: Items in the stream: the hub adds, the writer subtracts what it receives.
-        self.items = 0
+        self._items = 0  # items in the stream: offer/queue add, next_batch takes them all
+
+    # -- the hub's face ---------------------------------------------------------------------
 
     def offer(self, update: Update) -> bool:
         """Queue ``update`` without waiting. Returns False when the stream is full: the caller
         must then :meth:`end` this subscriber.
 
-        While the client is behind (at least ``merge_from`` items queued), an update of a bar
-        that is still queued replaces the content of that bar's last queued entry instead of
-        taking a new place.
+        While the client is behind (at least half its bound queued), an update of a bar that
+        is still queued replaces the content of that bar's last queued entry instead of taking
+        a new place.
         """
         key = update.key
         last = self._last.get(key)
-        if last is not None and self.items >= self._merge_from:
+        if last is not None and self._items >= self._merge_from:
             self._replaced[last] = update
-            self._hub.stats.merged += 1
+            self._stats.merged += 1
             return True
         try:
             self._send.send_nowait(update)
@@ -144,52 +157,83 @@ class Subscriber:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return True  # ended already; the hub drops it from its routes
         self._last[key] = update
-        self.items += 1
+        self._items += 1
         if self._waiter is not None:
             self._wake()
         return True
 
-    def receive_nowait(self) -> Item:
-        """The next queued item (writer side; call only while :attr:`items` is non-zero)."""
-        item = self.receive.receive_nowait()
-        self.items -= 1
-        return item
-
-    def take(self, update: Update) -> Update:
-        """What to send for a queued ``update``: it, or the newer state merged into it."""
-        if self._last.get(update.key) is update:
-            del self._last[update.key]
-        if self._replaced:
-            return self._replaced.pop(update, update)
-        return update
-
-    def queue(self, item: Reply | Snapshot) -> None:
-        """Queue a control reply or snapshot; ends the client with 1013 if it is full."""
-        if self.state is not State.OPEN:
+    def queue(self, item: Reply | _Snapshot) -> None:
+        """Queue a control reply or a snapshot; ends the client with 1013 if it is full."""
+        if self.state is not SubscriptionState.OPEN:
             return
         try:
             self._send.send_nowait(item)
         except anyio.WouldBlock:
-            self._hub.stats.slow_disconnects += 1
+            self._stats.slow_disconnects += 1
             self.end(CLOSE_TRY_AGAIN, "client too slow: queue full")
             return
-        self.items += 1
+        self._items += 1
         if self._waiter is not None:
             self._wake()
 
-    async def wait(self) -> None:
-        """Return once something is queued or the subscriber has ended; park until then.
-
-        The hub wakes a parked writer on the empty -> non-empty transition, like the bridge:
-        one plain future per wake-up, no checkpoint round trip and no polling. Cancellable.
-        """
-        if self.items or self.state is State.ENDED:
+    def end(self, code: int, reason: str) -> None:
+        """Stop routing to this client and ask its session to close with ``code``. Idempotent."""
+        if self.state is SubscriptionState.ENDED:
             return
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
+        self.state = SubscriptionState.ENDED
+        self.close_code = code
+        self.close_reason = reason
+        self._send.close()
+        self._last.clear()
+        self._replaced.clear()
+        self._wake()
+        for callback in self._on_end:
+            callback()
+
+    @property
+    def pending(self) -> int:
+        """Items queued now (for metrics)."""
+        return self._items
+
+    # -- the writer's face ------------------------------------------------------------------
+
+    async def next_batch(self) -> list[Outgoing] | None:
+        """Everything queued, oldest first, each bar in its newest merged state; parks until
+        something is queued. ``None`` once the hub has ended this subscriber.
+
+        One plain future per wake-up (set by the hub on the empty -> non-empty transition, like
+        the bridge), no checkpoint per item and no polling. Cancellable.
+        """
+        while not self._items:
+            if self.state is SubscriptionState.ENDED:
+                return None
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        if self.state is SubscriptionState.ENDED:
+            return None
+        receive_nowait = self._receive.receive_nowait
+        last = self._last
+        replaced = self._replaced
+        out: list[Outgoing] = []
+        for _ in range(self._items):  # exactly what is queued: no WouldBlock on the hot path
+            item = receive_nowait()
+            if type(item) is Update:
+                key = item.key
+                if last.get(key) is item:
+                    del last[key]
+                out.append(replaced.pop(item, item) if replaced else item)
+            elif type(item) is _Snapshot:
+                out.extend(item.updates)
+            else:
+                assert type(item) is Reply
+                out.append(item)
+        self._items = 0
+        return out
+
+    # -- internals --------------------------------------------------------------------------
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -197,35 +241,23 @@ class Subscriber:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def end(self, code: int, reason: str) -> None:
-        """Stop routing to this client and ask its session to close with ``code``. Idempotent."""
-        if self.state is State.ENDED:
-            return
-        self.state = State.ENDED
-        self.close_code = code
-        self.close_reason = reason
-        self._hub._unroute(self)
+    def close(self) -> None:
+        """Close both stream ends, without a close code (the subscription is over). Idempotent."""
+        self.state = SubscriptionState.ENDED
         self._send.close()
-        self._last.clear()
-        self._replaced.clear()
-        self._wake()
-        if self._on_end is not None:
-            self._on_end()
-
-    def _close_streams(self) -> None:
-        self._send.close()
-        self.receive.close()
+        self._receive.close()
 
 
 class Hub:
     """Latest state and fan-out. Create and use it in the event loop only."""
 
-    def __init__(self, *, history: int = 500, client_queue: int = 1024, max_clients: int = 10_000,
-                 stats: Stats | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, *, history: int = 500, client_queue: int = 1024, max_clients: int = 10_000, stats: Stats
+    ) -> None:
         self.history = history
         self.client_queue = client_queue
         self.max_clients = max_clients
-        self.stats = stats if stats is not None else Stats()
+        self.stats = stats
         self._bars: dict[str, deque[Update]] = {}
         self._wild: dict[Subscriber, None] = {}
         self._routes: dict[str, dict[Subscriber, None]] = {}
@@ -270,9 +302,11 @@ class Hub:
     # -- subscriptions ----------------------------------------------------------------------
 
     @asynccontextmanager
-    async def subscribe(self, symbols: frozenset[str] | None, *, history: int = 0,
-                        on_end: Callable[[], object] | None = None) -> AsyncIterator[Subscriber]:  # fmt: skip
-        """Register a subscriber whose stream starts with its snapshot.
+    async def subscribe(
+        self, symbols: frozenset[str] | None, *, history: int = 0, on_end: Callable[[], object] | None = None
+    ) -> AsyncIterator[Subscriber]:
+        """Register a subscriber whose stream starts with its snapshot. ``on_end`` is called
+        once, synchronously, when the hub ends it (slow, shutdown, abuse).
 
         Raises :class:`HubClosed` or :class:`HubFull`. On exit the subscriber is unregistered
         and both ends of its stream are closed.
@@ -281,24 +315,28 @@ class Hub:
             raise HubClosed
         if len(self._subscribers) >= self.max_clients:
             raise HubFull
-        sub = Subscriber(self, symbols, history, on_end)
-        sub.queue(Snapshot(self.snapshot(symbols, history)))
+
+        def unroute() -> None:
+            self._unroute(sub)
+
+        callbacks = (unroute,) if on_end is None else (unroute, on_end)
+        sub = Subscriber(symbols, history, bound=self.client_queue, stats=self.stats, on_end=callbacks)
+        sub.queue(_Snapshot(self.snapshot(symbols, history)))
         self._subscribers.add(sub)
         self._route(sub, symbols)
         self.stats.clients_total += 1
         try:
             yield sub
         finally:
-            sub.state = State.ENDED
+            sub.close()
             self._unroute(sub)
             self._subscribers.discard(sub)
-            sub._close_streams()
             if self._closed and not self._subscribers:
                 self._idle.set()
 
     def add_symbols(self, sub: Subscriber, symbols: Iterable[str]) -> None:
         """Follow more symbols; their snapshot is queued before any later live update."""
-        if sub.state is not State.OPEN or sub.symbols is None:
+        if sub.state is not SubscriptionState.OPEN or sub.symbols is None:
             return
         new = frozenset(symbols) - sub.symbols
         if not new:
@@ -306,11 +344,11 @@ class Hub:
         self._unroute(sub)
         sub.symbols = sub.symbols | new
         self._route(sub, sub.symbols)
-        sub.queue(Snapshot(self.snapshot(new, sub.history)))
+        sub.queue(_Snapshot(self.snapshot(new, sub.history)))
 
     def remove_symbols(self, sub: Subscriber, symbols: Iterable[str]) -> None:
         """Stop following symbols (from "all symbols", this keeps the ones known now)."""
-        if sub.state is not State.OPEN:
+        if sub.state is not SubscriptionState.OPEN:
             return
         current = frozenset(self._bars) if sub.symbols is None else sub.symbols
         self._unroute(sub)
@@ -346,9 +384,6 @@ class Hub:
                 out.extend(list(bars)[-keep:] if keep > 1 else (bars[-1],))
         return out
 
-    def symbols(self) -> list[str]:
-        return sorted(self._bars)
-
     def bars(self, symbol: str, limit: int) -> list[Update]:
         """Up to ``limit`` most recent bars of ``symbol``, oldest first (empty if unknown)."""
         bars = self._bars.get(symbol)
@@ -357,6 +392,7 @@ class Hub:
         return list(bars)[-limit:]
 
     def latest(self) -> list[Update]:
+        """The latest bar of every symbol, by symbol."""
         return [self._bars[s][-1] for s in sorted(self._bars)]
 
     @property
@@ -365,7 +401,7 @@ class Hub:
 
     def pending(self) -> int:
         """Items queued across all clients (for metrics)."""
-        return sum(sub.items for sub in self._subscribers)
+        return sum(sub.pending for sub in self._subscribers)
 
     # -- shutdown -----------------------------------------------------------------------------
 
@@ -384,7 +420,3 @@ class Hub:
         if not self._closed:
             raise RuntimeError("Hub.wait_idle() expects a closed hub; call close() first")
         await self._idle.wait()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed

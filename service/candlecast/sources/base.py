@@ -12,12 +12,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from ..candles import REASONS, Candle, Format, MalformedMessage, parse
 
-log = logging.getLogger("service.upstream")
+log = logging.getLogger("candlecast.upstream")
 
 Emit = Callable[[Candle], None]
 
@@ -29,9 +29,17 @@ class Source(Protocol):
     every candle; ``emit`` may block (a full bridge) and raises once the bridge is closed,
     which a source lets propagate. ``wake`` is called from another thread after ``stop`` is
     set, to interrupt blocking I/O; it must be safe to call at any time.
+
+    ``upstream`` and ``malformed`` are what ``/readyz`` and ``/metrics`` read (from the loop).
     """
 
-    upstream: Upstream
+    @property
+    def upstream(self) -> Upstream: ...
+
+    @property
+    def malformed(self) -> Mapping[str, int]:
+        """Malformed upstream messages skipped so far, by reason."""
+        ...
 
     def run(self, emit: Emit, stop: threading.Event) -> None: ...
 
@@ -60,8 +68,7 @@ class Normalizer:
     (with how many were suppressed), and skipped.
     """
 
-    def __init__(self, fmt: Format, *, clock: Callable[[], float] = time.monotonic,
-                 log_interval: float = 1.0) -> None:  # fmt: skip
+    def __init__(self, fmt: Format, *, clock: Callable[[], float] = time.monotonic, log_interval: float = 1.0) -> None:
         self._fmt = fmt
         self._clock = clock
         self._log_interval = log_interval
@@ -95,8 +102,7 @@ class Normalizer:
         self._last_logged[reason] = now
         suppressed = self._suppressed.pop(reason, 0)
         more = f" ({suppressed} more since the last report)" if suppressed else ""
-        log.warning("skipped malformed upstream message: %s%s; message starts %r",
-                    exc, more, str(raw)[:120])  # fmt: skip
+        log.warning("skipped malformed upstream message: %s%s; message starts %r", exc, more, str(raw)[:120])
 
 
 def backoff(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:

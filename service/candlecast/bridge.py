@@ -1,6 +1,8 @@
 """The producer thread and the bridge that carries its items into the event loop.
 
-The only module that knows threads. :class:`Bridge` has two faces, janus-style:
+The hand-off between threads lives here: sources run *in* the producer thread (and the
+websocket source's library keeps its own reader thread), but only this module starts the
+producer thread and crosses from it into the loop. :class:`Bridge` has two faces, janus-style:
 
 * the sync face, :meth:`Bridge.put`, called in the producer thread;
 * the async face, :meth:`Bridge.get_batch`, awaited in the event loop (the hub's pump).
@@ -17,8 +19,9 @@ backpressure the broker sees. The loop side never blocks on the thread.
 later ``put`` raises :class:`BridgeClosed`; ``get_batch`` returns what is still pending, then
 raises :class:`anyio.EndOfStream`.
 
-:class:`ProducerThread` runs a :class:`~service.sources.base.Source` in a daemon thread with a
-stop event, and closes the bridge when the source ends, whatever the reason.
+:class:`ProducerThread` runs a :class:`~candlecast.sources.base.Source` in a daemon thread with
+a stop event, and closes the bridge when the source ends, whatever the reason; :meth:`~ProducerThread.stop`
+closes it from the loop side.
 """
 
 from __future__ import annotations
@@ -47,11 +50,11 @@ class BridgeClosed(Exception):
 class Bridge(Generic[T]):
     """A bounded thread-to-loop queue. Create it in the event loop it will deliver to."""
 
-    def __init__(self, maxsize: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, maxsize: int) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.maxsize = maxsize
-        self._loop = loop or asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         self._items: deque[T] = deque()
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
@@ -62,8 +65,6 @@ class Bridge(Generic[T]):
         self.wakeups = 0
         #: Puts that had to wait for room.
         self.full_waits = 0
-        #: Items handed over so far.
-        self.delivered = 0
 
     # -- sync face (producer thread) --------------------------------------------------------
 
@@ -102,22 +103,12 @@ class Bridge(Generic[T]):
                     if not items:
                         self._notified = False  # the next put wakes us again
                     self._not_full.notify_all()
-                    self.delivered += len(batch)
                     return batch
                 if self._closed:
                     raise anyio.EndOfStream
                 self._notified = False
                 self._ready.clear()
             await self._ready.wait()
-
-    def __aiter__(self) -> Bridge[T]:
-        return self
-
-    async def __anext__(self) -> list[T]:
-        try:
-            return await self.get_batch()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
 
     # -- either side --------------------------------------------------------------------------
 
@@ -129,10 +120,6 @@ class Bridge(Generic[T]):
             self._closed = True
             self._not_full.notify_all()
         self._call_soon(self._ready.set)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def qsize(self) -> int:
         return len(self._items)

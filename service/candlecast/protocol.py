@@ -1,8 +1,9 @@
-"""The ``/ws`` client protocol: query options, control messages, replies. Pure.
+"""The ``/ws`` client protocol: query options, control messages, replies, close codes. Pure.
 
 Nothing here awaits or touches a socket: :func:`parse_query` and :func:`parse_command` turn
 client input into typed values or raise :class:`ProtocolError` (``code`` for the error frame,
-``detail`` for humans); the ``*_frame`` functions build the JSON text the server sends.
+``detail`` for humans); the ``*_frame`` functions build the JSON text the server sends; the
+``CLOSE_*`` codes are the ones a session ends with.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from .candles import MAX_SYMBOL_LENGTH
+from .rules import is_symbol, parse_bool
 
 #: Largest control message accepted from a client, in bytes.
 MAX_COMMAND_BYTES: Final = 4096
@@ -21,6 +22,11 @@ MAX_COMMAND_BYTES: Final = 4096
 MAX_SYMBOLS: Final = 256
 #: Error frames a client may provoke before it is closed with 1008.
 MAX_ERRORS: Final = 10
+
+#: Close codes (RFC 6455 section 7.4.1) and what they mean here.
+CLOSE_GOING_AWAY: Final = 1001  # the server is shutting down: reconnect elsewhere or later
+CLOSE_POLICY: Final = 1008  # bad query, refused token or origin, or repeated bad messages
+CLOSE_TRY_AGAIN: Final = 1013  # the client fell behind (queue full) or the server is full
 
 Op = Literal["subscribe", "unsubscribe", "ping"]
 
@@ -57,13 +63,7 @@ def _symbols(items: list[Any]) -> tuple[str, ...]:
         raise ProtocolError("too_many_symbols", f"at most {MAX_SYMBOLS} symbols, got {len(items)}")
     out: list[str] = []
     for item in items:
-        if (
-            not isinstance(item, str)
-            or not item
-            or len(item) > MAX_SYMBOL_LENGTH
-            or not item.isprintable()
-            or item.strip() != item
-        ):
+        if not is_symbol(item):
             raise ProtocolError("bad_symbol", f"not a symbol: {str(item)[:40]!r}")
         if item not in out:
             out.append(item)
@@ -71,12 +71,10 @@ def _symbols(items: list[Any]) -> tuple[str, ...]:
 
 
 def _flag(text: str, name: str) -> bool:
-    value = text.lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ProtocolError("bad_query", f"{name} must be 0 or 1, got {text[:20]!r}")
+    try:
+        return parse_bool(text)
+    except ValueError:
+        raise ProtocolError("bad_query", f"{name} must be 0 or 1, got {text[:20]!r}") from None
 
 
 def parse_query(query: Mapping[str, str], *, max_history: int) -> Options:

@@ -13,7 +13,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..candles import Candle
 from .base import Emit, Upstream
@@ -95,6 +95,7 @@ class SimSource:
         self.rate = rate
         self.backfill = backfill
         self.upstream = Upstream()
+        self.malformed: Mapping[str, int] = {}  # made-up data is never malformed
         self._wall_ms = wall_ms
 
     def run(self, emit: Emit, stop: threading.Event) -> None:

@@ -2,9 +2,10 @@
 
 uvicorn, left alone, fails every WebSocket with 1012 before the lifespan ends, and re-raises
 the signal after a graceful exit (so the process dies of SIGTERM, not exit 0). :class:`Server`
-instead, on the first SIGINT/SIGTERM: stops accepting, ends every client with 1001 through the
-hub, waits (bounded) until their sessions have closed, and only then lets uvicorn shut down
-(lifespan teardown stops the producer thread). A second SIGINT forces the exit; a repeated SIGTERM changes nothing.
+instead, on the first SIGINT/SIGTERM: stops accepting, runs the ``drain`` it was given (the
+application's: end every client with 1001, wait, bounded, until their sessions have closed), and
+only then lets uvicorn shut down (lifespan teardown stops the feed).
+A second SIGINT forces the exit; a repeated SIGTERM changes nothing.
 """
 
 from __future__ import annotations
@@ -13,18 +14,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 
-import anyio
 import uvicorn
 from starlette.applications import Starlette
 
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: Longest the drain waits for sessions to close after the 1001s are sent.
-DRAIN_TIMEOUT = 2.0
 
 
 def config(app: Starlette, settings: Settings) -> uvicorn.Config:
@@ -50,8 +47,9 @@ def config(app: Starlette, settings: Settings) -> uvicorn.Config:
 class Server(uvicorn.Server):
     """uvicorn's server with candlecast's drain on the first signal (or :meth:`request_exit`)."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, *, drain: Callable[[], Awaitable[None]] | None = None) -> None:
         super().__init__(config)
+        self._drain = drain
         self._drain_requested = False
         self._drained = False
 
@@ -86,14 +84,8 @@ class Server(uvicorn.Server):
         return await super().on_tick(counter)
 
     async def drain(self) -> None:
-        """Stop accepting, end every client with 1001, wait for their sessions (bounded)."""
+        """Stop accepting, then run the application's drain."""
         for server in self.servers:
             server.close()
-        app = self.config.app
-        hub = getattr(getattr(app, "state", None), "hub", None)
-        if hub is None:
-            return
-        log.info("draining %d client(s)", hub.clients)
-        hub.close()
-        with anyio.move_on_after(DRAIN_TIMEOUT):
-            await hub.wait_idle()
+        if self._drain is not None:
+            await self._drain()

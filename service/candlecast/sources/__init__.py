@@ -13,8 +13,13 @@ def build(settings: Settings) -> Source:
     if settings.source == "sim":
         from .sim import SimSource
 
-        return SimSource(settings.symbols, rate=settings.rate, bar_seconds=settings.bar_seconds,
-                         seed=settings.seed, backfill=min(settings.backfill, settings.history))  # fmt: skip
+        return SimSource(
+            settings.symbols,
+            rate=settings.rate,
+            bar_seconds=settings.bar_seconds,
+            seed=settings.seed,
+            backfill=min(settings.backfill, settings.history),
+        )
     normalizer = Normalizer(FORMATS[settings.format])
     if settings.source == "ws":
         from .websocket import WebSocketSource

@@ -2,7 +2,7 @@
 
 Each line is either a record written by ``candlecast record`` -- ``{"at": <epoch seconds>,
 "msg": <upstream message>}`` -- or a bare upstream message of the configured format. Records
-are paced by ``at``; bare lines by the candle's ``t`` (epoch ms when above 1e11, else seconds).
+are paced by ``at``; bare lines by the candle's ``t`` (either epoch unit, see :func:`candlecast.rules.epoch_seconds`).
 ``speed`` scales the pace (2: twice as fast); 0 replays as fast as the bridge takes it.
 Malformed lines are counted and skipped like any upstream message. At the end of the file the
 source stops and marks the upstream finished; the hub keeps serving the last state.
@@ -13,14 +13,9 @@ from __future__ import annotations
 import threading
 import time
 
-import orjson
-
 from ..candles import Candle, MalformedMessage, decode
+from ..rules import epoch_seconds
 from .base import Emit, Normalizer, Upstream
-
-
-def _seconds(t: float) -> float:
-    return t / 1000.0 if t > 1e11 else float(t)
 
 
 class ReplaySource:
@@ -29,6 +24,7 @@ class ReplaySource:
         self.normalizer = normalizer
         self.speed = speed
         self.upstream = Upstream()
+        self.malformed = normalizer.malformed
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
         up = self.upstream
@@ -49,7 +45,7 @@ class ReplaySource:
                     if candle is None:
                         continue
                     if self.speed > 0:
-                        recorded = at if at is not None else _seconds(candle.t)
+                        recorded = at if at is not None else epoch_seconds(candle.t)
                         if origin is None:
                             origin = (recorded, time.monotonic())
                         due = origin[1] + (recorded - origin[0]) / self.speed
@@ -76,12 +72,3 @@ class ReplaySource:
 
     def wake(self) -> None:
         """Nothing to interrupt: file reads do not block for long, and waits end on stop."""
-
-
-def record_line(at: float, raw: str | bytes) -> bytes:
-    """One JSONL record for ``raw``; a message that is not JSON is kept as a string."""
-    try:
-        msg: object = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        msg = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
-    return orjson.dumps({"at": at, "msg": msg}) + b"\n"

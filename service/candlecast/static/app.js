@@ -4,12 +4,23 @@
 // default 300) · &stale=S (seconds without data before the badge says stale, default 10).
 // One WebSocket (batch=1, history=N): its snapshot seeds each chart with setData, later frames
 // update it; on reconnect the next snapshot re-seeds, so no bar is missing or duplicated.
+//
+// Polling, honestly: at start-up the page polls api/symbols (backoff 0.5 s to 5 s) until the server
+// has symbols or the URL names some; after that every candle arrives over the WebSocket. When the
+// socket fails abnormally (close 1006, or closed before it ever opened) the page asks api/symbols
+// once why, since a refused token or Origin is an HTTP 403 the browser hides behind 1006; it says
+// so in #notice and keeps reconnecting with backoff. Chart colours come from style.css.
 
 const params = new URLSearchParams(location.search);
 const HISTORY = clampInt(params.get("history"), 300, 1, 5000);
 const STALE_MS = clampInt(params.get("stale"), 10, 1, 3600) * 1000;
 const BACKOFF_MIN = 500;
 const BACKOFF_MAX = 15000;
+// A server error frame stays in the notice at least this long before live data may clear it.
+const ERROR_NOTICE_MS = 10000;
+// Epoch times above this are milliseconds, below it seconds. Mirrors EPOCH_MS_ABOVE in
+// candlecast/rules.py: keep the two equal.
+const EPOCH_MS_ABOVE = 1e11;
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -20,6 +31,7 @@ const state = {
   frames: 0,
   candles: 0,
   ignored: 0,
+  badFrames: 0,         // frames that were not JSON (or not an object or array): counted, ignored
   status: "connecting",
   lastData: 0,
   latency: null,
@@ -31,6 +43,8 @@ let ws = null;
 let attempt = 0;
 let reconnectTimer = null;
 let generation = 0;
+let colors = null;      // chart colours, read from the stylesheet's custom properties
+let noticeUntil = 0;    // performance.now() before which live data does not clear the notice
 
 function clampInt(text, fallback, lo, hi) {
   const n = Number.parseInt(text ?? "", 10);
@@ -39,7 +53,7 @@ function clampInt(text, fallback, lo, hi) {
 
 // Bar open time to UTC seconds: epoch ms when large, else already seconds.
 function toSeconds(t) {
-  return Math.floor(t > 1e11 ? t / 1000 : t);
+  return Math.floor(t > EPOCH_MS_ABOVE ? t / 1000 : t);
 }
 
 function setStatus(status) {
@@ -50,10 +64,25 @@ function setStatus(status) {
   badge.className = `badge ${status}`;
 }
 
-function notice(text) {
+// Show (or with "" hide) the notice. Live data clears it (see onmessage), but not for holdMs.
+function notice(text, holdMs = 0) {
   const el = $("notice");
   el.textContent = text;
   el.hidden = !text;
+  noticeUntil = text ? performance.now() + holdMs : 0;
+}
+
+const TOKEN_REFUSED = "The server refused the access token (HTTP 401 from api/symbols). Open this page " +
+  "with a valid ?token=… in its URL; retrying in the background.";
+
+// The chart colours, from the custom properties in style.css (:root).
+function readColors() {
+  const css = getComputedStyle(document.documentElement);
+  const v = (name) => css.getPropertyValue(name).trim();
+  return {
+    background: v("--chart-bg"), text: v("--chart-text"), grid: v("--chart-grid"), border: v("--chart-border"),
+    up: v("--up"), down: v("--down"), volumeUp: v("--volume-up"), volumeDown: v("--volume-down"),
+  };
 }
 
 // -- URL and controls -------------------------------------------------------------------------
@@ -110,6 +139,7 @@ function show(symbols, view = state.view) {
 // -- charts -------------------------------------------------------------------------------------
 
 function buildCharts() {
+  colors = readColors();
   for (const c of state.charts.values()) c.chart.remove();
   state.charts.clear();
   const root = $("charts");
@@ -132,15 +162,15 @@ function buildCharts() {
     root.append(card);
     const chart = lib.createChart(plot, {
       autoSize: true,
-      layout: { background: { color: "#161b22" }, textColor: "#8b96a5", attributionLogo: false },
-      grid: { vertLines: { color: "#1f2630" }, horzLines: { color: "#1f2630" } },
+      layout: { background: { color: colors.background }, textColor: colors.text, attributionLogo: false },
+      grid: { vertLines: { color: colors.grid }, horzLines: { color: colors.grid } },
       crosshair: { mode: lib.CrosshairMode.Normal },
-      rightPriceScale: { borderColor: "#2a313c" },
-      timeScale: { borderColor: "#2a313c", timeVisible: true, secondsVisible: false },
+      rightPriceScale: { borderColor: colors.border },
+      timeScale: { borderColor: colors.border, timeVisible: true, secondsVisible: false },
     });
     const series = chart.addSeries(lib.CandlestickSeries, {
-      upColor: "#26a69a", downColor: "#ef5350", borderVisible: false,
-      wickUpColor: "#26a69a", wickDownColor: "#ef5350", lastValueVisible: true, priceLineVisible: true,
+      upColor: colors.up, downColor: colors.down, borderVisible: false,
+      wickUpColor: colors.up, wickDownColor: colors.down, lastValueVisible: true, priceLineVisible: true,
     });
     state.charts.set(symbol, { chart, series, volume: null, seeded: false, lastTime: -Infinity, label });
   }
@@ -162,7 +192,7 @@ function toBar(m) {
 }
 
 function toVolume(m) {
-  return { time: toSeconds(m.ot), value: m.v, color: m.c >= m.o ? "#26a69a55" : "#ef535055" };
+  return { time: toSeconds(m.ot), value: m.v, color: m.c >= m.o ? colors.volumeUp : colors.volumeDown };
 }
 
 // Candles of one frame, per symbol. A chart's first batch after (re)connect seeds it with
@@ -208,13 +238,48 @@ function label(c, m) {
 
 // -- connection ---------------------------------------------------------------------------------
 
+function withToken(url) {
+  const token = params.get("token");
+  if (token) url.searchParams.set("token", token);
+  return url;
+}
+
+// GET api/symbols with the page's token: {status, symbols}; status 0 when the server is unreachable.
+async function fetchSymbols() {
+  let res;
+  try {
+    res = await fetch(withToken(new URL("api/symbols", location.href)));
+  } catch {
+    return { status: 0, symbols: [] };
+  }
+  try {
+    return { status: res.status, symbols: res.ok ? (await res.json()).map((x) => x.symbol) : [] };
+  } catch {
+    return { status: res.status, symbols: [] }; // not the JSON list expected (a proxy's page?)
+  }
+}
+
+// Why did the socket fail? A refused token or Origin is an HTTP 403 before the upgrade, which the
+// browser reports only as close 1006, so ask api/symbols (401 when the token is refused; 200 when
+// only the Origin is, or the server is full). Says so in the notice; the caller keeps retrying.
+async function diagnose(opened) {
+  const frames = state.frames;
+  const { status } = await fetchSymbols();
+  if (state.frames !== frames) return; // live data came back meanwhile: nothing to explain
+  if (status === 401) notice(TOKEN_REFUSED);
+  else if (status === 0) notice("Cannot reach the server; retrying in the background.");
+  else if (status !== 200) notice(`The server answers HTTP ${status}; retrying in the background.`);
+  else if (!opened) {
+    notice("The server refused the WebSocket connection (this page's origin may not be allowed, or the " +
+      "server is full); retrying in the background.");
+  }
+}
+
 function wsUrl() {
   const url = new URL("ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.search = new URLSearchParams({ symbols: state.symbols.join(","), history: String(HISTORY), batch: "1" });
-  const token = params.get("token");
-  if (token) url.searchParams.set("token", token);
-  return url.href;
+  return withToken(url).href;
 }
 
 function connect() {
@@ -228,20 +293,40 @@ function connect() {
   if (!state.symbols.length) return;
   for (const c of state.charts.values()) c.seeded = false;
   setStatus(attempt ? "reconnecting" : "connecting");
+  let opened = false;
+  let serverError = ""; // the last error frame on this connection, for the close notice
   ws = new WebSocket(wsUrl());
+  ws.onopen = () => {
+    opened = true;
+  };
   ws.onmessage = (event) => {
     if (mine !== generation) return;
-    const msg = JSON.parse(event.data);
-    const items = Array.isArray(msg) ? msg : [msg];
+    let msg;
+    try {
+      msg = JSON.parse(event.data);
+    } catch {
+      msg = null;
+    }
+    if (msg === null || typeof msg !== "object") {
+      state.badFrames += 1; // not JSON, or not a candle, array or control message: ignore it
+      return;
+    }
+    const items = (Array.isArray(msg) ? msg : [msg]).filter((m) => m !== null && typeof m === "object");
     const candles = items.filter((m) => typeof m.s === "string");
-    for (const m of items) if (m.op === "error") console.warn("candlecast:", m.error, m.detail);
+    for (const m of items) {
+      if (m.op !== "error") continue;
+      console.warn("candlecast:", m.error, m.detail);
+      serverError = [m.error, m.detail].filter(Boolean).join(": ");
+      notice(`The server reported an error: ${serverError}.`, ERROR_NOTICE_MS);
+    }
     if (!candles.length) return;
     state.frames += 1;
     state.candles += candles.length;
     state.lastData = performance.now();
     const t = candles[candles.length - 1].t;
-    if (t > 1e12) state.latency = Date.now() - t; // epoch ms: show delivery latency
+    if (t > EPOCH_MS_ABOVE) state.latency = Date.now() - t; // epoch ms: show delivery latency
     attempt = 0;
+    if (!$("notice").hidden && state.lastData >= noticeUntil) notice(""); // recovered
     apply(candles);
     setStatus("live");
   };
@@ -251,7 +336,14 @@ function connect() {
     setStatus("reconnecting");
     const delay = Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** attempt) * (0.5 + Math.random() / 2);
     attempt += 1;
-    if (event.code === 1008) notice(`The server refused the connection: ${event.reason || "policy violation"}.`);
+    if (event.code === 1008) {
+      notice(`The server refused the connection: ${serverError || event.reason || "policy violation"}; ` +
+        "retrying in the background.");
+    } else if (event.code === 1006 || !opened) {
+      diagnose(opened);
+    } else if (event.reason && event.code !== 1000 && event.code !== 1001) {
+      notice(`The server closed the connection (${event.code}: ${event.reason}); reconnecting.`);
+    }
     reconnectTimer = setTimeout(connect, delay);
   };
 }
@@ -277,19 +369,17 @@ async function start() {
     console.warn("candlecast: chart library not loaded", err);
     return;
   }
-  const token = params.get("token");
+  // Poll api/symbols with backoff until the server has symbols (or the URL names some): the only
+  // polling on this page. A refused token says so; the page still goes on (and keeps trying).
   for (let wait = 500; ; wait = Math.min(wait * 2, 5000)) {
-    try {
-      const res = await fetch(`api/symbols${token ? `?token=${encodeURIComponent(token)}` : ""}`);
-      state.known = res.ok ? (await res.json()).map((x) => x.symbol) : [];
-    } catch {
-      state.known = [];
-    }
-    if (state.known.length || params.get("symbol") || params.get("symbols")) break;
-    notice("No symbols yet: waiting for the first candles from upstream.");
+    const { status, symbols } = await fetchSymbols();
+    state.known = symbols;
+    const ready = state.known.length || params.get("symbol") || params.get("symbols");
+    if (status === 401) notice(TOKEN_REFUSED);
+    else notice(ready ? "" : "No symbols yet: waiting for the first candles from upstream.");
+    if (ready) break;
     await new Promise((resolve) => setTimeout(resolve, wait));
   }
-  notice("");
   const wanted = state.view === "grid"
     ? (params.get("symbols") ?? "").split(",").map((s) => s.trim()).filter(Boolean)
     : [params.get("symbol") ?? ""].filter(Boolean);

@@ -1,0 +1,157 @@
+"""The application: :class:`Service` turns settings into an ASGI app and owns its runtime.
+
+Event loop only. The lifespan builds the :class:`~candlecast.runtime.Runtime` (hub, feed,
+pump) and keeps it on the service while it runs; every route and the ``/ws`` endpoint reach it
+through :attr:`Service.runtime`, the only way in. :meth:`Service.drain` is what the server
+calls on the first SIGTERM, before uvicorn's own shutdown: stop taking clients, end each with
+1001, wait (bounded) for their sessions. The lifespan's exit stops the feed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from . import feed as feeds
+from .auth import offered_token, token_ok
+from .metrics import CONTENT_TYPE_LATEST, render
+from .runtime import Runtime, running
+from .settings import Settings
+from .ws import StreamEndpoint
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+#: Longest :meth:`Service.drain` waits for sessions to close after the 1001s are sent.
+DRAIN_TIMEOUT = 2.0
+
+
+class Service:
+    """candlecast as an ASGI app (:attr:`asgi`). Nothing starts until the lifespan does."""
+
+    def __init__(self, settings: Settings, *, feed_factory: feeds.FeedFactory = feeds.for_settings) -> None:
+        self.settings = settings
+        self._feed_factory = feed_factory
+        self._runtime: Runtime | None = None
+        self._chart_js = anyio.Path(settings.chart_js)
+        if not Path(settings.chart_js).is_file():
+            log.warning(
+                "dashboard: chart library not found at %s; run `npm ci` in the candlecast checkout "
+                "(or set --chart-js / CANDLECAST_CHART_JS); the page will say so",
+                settings.chart_js,
+            )
+        routes = [
+            Route("/", self.index),
+            WebSocketRoute("/ws", StreamEndpoint(lambda: self.runtime)),
+            Route("/api/symbols", self.api_symbols),
+            Route("/api/candles", self.api_candles),
+            Route("/vendor/lightweight-charts.mjs", self.vendor_chart),
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics),
+            Mount("/static", StaticFiles(packages=[("candlecast", "static")]), name="static"),
+        ]
+        self.asgi = Starlette(routes=routes, lifespan=self._lifespan)
+
+    @property
+    def runtime(self) -> Runtime:
+        """The running state; raises :class:`RuntimeError` outside the lifespan."""
+        if self._runtime is None:
+            raise RuntimeError("candlecast is not running: its lifespan has not started (or has ended)")
+        return self._runtime
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with running(self.settings, self._feed_factory) as runtime:
+            self._runtime = runtime
+            try:
+                yield
+            finally:
+                self._runtime = None
+
+    async def drain(self) -> None:
+        """End every client with 1001 and wait (bounded) until their sessions have closed."""
+        runtime = self._runtime
+        if runtime is None:
+            return
+        hub = runtime.hub
+        log.info("draining %d client(s)", hub.clients)
+        hub.close()
+        with anyio.move_on_after(DRAIN_TIMEOUT):
+            await hub.wait_idle()
+
+    # -- routes -----------------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def vendor_chart(self, request: Request) -> Response:
+        if not await self._chart_js.is_file():
+            return PlainTextResponse("// chart library missing: run `npm ci` (see the server log)", status_code=404)
+        return FileResponse(str(self._chart_js), media_type="text/javascript")
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        state = self.runtime.feed.readiness(time.monotonic())
+        if state.reason is not None:
+            return JSONResponse({"status": "not ready", "reason": state.reason}, status_code=503)
+        body: dict[str, object] = {"status": "ready"}
+        if state.age is not None:
+            body["last_message_age"] = round(state.age, 3)
+        return JSONResponse(body)
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(render(self.runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def _authorized(self, request: Request) -> bool:
+        offered = offered_token(request.query_params.get("token"), request.headers.get("authorization"))
+        return token_ok(self.settings.tokens, offered)
+
+    async def api_symbols(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "unauthorized", "a valid token is required")
+        latest = self.runtime.hub.latest()
+        items = [b'{"symbol":%s,"latest":%s}' % (orjson.dumps(u.key[0]), u.text.encode()) for u in latest]
+        return Response(b"[" + b",".join(items) + b"]", media_type="application/json")
+
+    async def api_candles(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "unauthorized", "a valid token is required")
+        history = self.settings.history
+        symbol = request.query_params.get("symbol")
+        if not symbol:
+            return _error(400, "bad_query", "symbol is required")
+        raw_limit = request.query_params.get("limit", str(history))
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            return _error(400, "bad_query", f"limit must be a whole number, got {raw_limit[:20]!r}")
+        if not 1 <= limit <= history:
+            return _error(400, "bad_query", f"limit must be between 1 and {history}")
+        bars = self.runtime.hub.bars(symbol, limit)
+        if not bars:  # limit >= 1, and a known symbol has at least one bar
+            return _error(404, "unknown_symbol", f"no data for symbol {symbol[:40]!r}")
+        body = ("[" + ",".join(u.text for u in bars) + "]").encode()
+        return Response(body, media_type="application/json")
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app alone, for ASGI servers other than candlecast's own (no SIGTERM drain)."""
+    return Service(settings).asgi
+
+
+def _error(status: int, code: str, detail: str) -> Response:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)

@@ -1,0 +1,59 @@
+"""The runtime: everything a running candlecast holds, built and torn down by the lifespan.
+
+:func:`running` builds the :class:`Runtime` in the event loop -- counters, hub, feed and the
+metrics registry -- starts the feed and the pump (feed -> hub) in its task group, and on exit
+tears them down in order: the hub ends every client with 1001 (so sessions close first), then
+the feed stops (its producer thread and bridge), which ends the pump. Each step is idempotent,
+so an earlier drain (:meth:`candlecast.app.Service.drain`) makes the hub's a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+from prometheus_client import CollectorRegistry
+
+from .feed import Feed, FeedFactory, pump
+from .hub import Hub
+from .metrics import Collector, make_registry
+from .settings import Settings
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The one way in to a running candlecast's state, for routes, the endpoint and the drain."""
+
+    settings: Settings
+    stats: Stats
+    hub: Hub
+    feed: Feed
+    registry: CollectorRegistry
+
+
+@asynccontextmanager
+async def running(settings: Settings, feed_factory: FeedFactory) -> AsyncIterator[Runtime]:
+    """Build, start, yield and finally stop a :class:`Runtime`. Event loop only."""
+    stats = Stats()
+    hub = Hub(
+        history=settings.history, client_queue=settings.client_queue, max_clients=settings.max_clients, stats=stats
+    )
+    feed = feed_factory(settings)
+    runtime = Runtime(settings, stats, hub, feed, make_registry(Collector(stats, hub, feed)))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pump, feed, hub, name="candlecast-pump")
+        feed.start()
+        log.info("candlecast: source %s started", settings.source)
+        try:
+            yield runtime
+        finally:
+            hub.close()
+            with anyio.CancelScope(shield=True):
+                await feed.stop()
+            log.info("candlecast: stopped")
