@@ -2,12 +2,12 @@
 
 Event-loop thread. :class:`Collector` reads, at scrape time, the serving counters
 (:class:`~candlecast.stats.Stats`), the hub's gauges, and whatever the feed reports about itself
-(:meth:`candlecast.feed.Feed.metrics`); nothing is copied on the hot path. Owns nothing to close.
+(a callable, :meth:`candlecast.feed.Feed.metrics` in practice); nothing is copied on the hot path. Owns nothing to close.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
@@ -17,7 +17,6 @@ from prometheus_client.registry import Collector as _Collector
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from .feed import Feed
     from .hub import Hub
     from .stats import Stats
 
@@ -35,10 +34,10 @@ def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 class Collector(_Collector):
     """Reads the live objects at scrape time."""
 
-    def __init__(self, stats: Stats, hub: Hub, feed: Feed) -> None:
+    def __init__(self, stats: Stats, hub: Hub, feed_metrics: Callable[[], Iterable[Metric]]) -> None:
         self.stats = stats
         self.hub = hub
-        self.feed = feed
+        self.feed_metrics = feed_metrics
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
@@ -54,7 +53,7 @@ class Collector(_Collector):
         yield counter("merged", "Pending updates replaced by a newer state of the same bar", s.merged)
         yield counter("slow_disconnects", "Clients closed with 1013 for falling behind", s.slow_disconnects)
         yield gauge("client_queue_items", "Items pending across all client queues", self.hub.pending())
-        yield from self.feed.metrics()
+        yield from self.feed_metrics()
         yield HistogramMetricFamily(
             "candlecast_delivery_latency_seconds",
             "Upstream receipt to socket write, sampled once per client write batch",

@@ -45,7 +45,7 @@ async def running(settings: Settings, feed_factory: FeedFactory) -> AsyncIterato
         history=settings.history, client_queue=settings.client_queue, max_clients=settings.max_clients, stats=stats
     )
     feed = feed_factory(settings)
-    runtime = Runtime(settings, stats, hub, feed, make_registry(Collector(stats, hub, feed)))
+    runtime = Runtime(settings, stats, hub, feed, make_registry(Collector(stats, hub, feed.metrics)))
     async with anyio.create_task_group() as tg:
         tg.start_soon(pump, feed, hub, name="candlecast-pump")
         feed.start()
