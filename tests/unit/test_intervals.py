@@ -1,0 +1,116 @@
+"""Interval parsing and aggregation of base bars into higher intervals (pure)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from candlecast.candles import Candle
+from candlecast.intervals import Aggregator, Interval, IntervalError, fold, parse_interval
+
+MIN = 60_000
+DAY = 86_400_000
+
+
+def base(ot: int, o: float, h: float, l: float, c: float, v: float | None = 1.0, t: int | None = None) -> Candle:  # noqa: E741
+    return Candle("BTCUSD", ot + 1 if t is None else t, ot, o, h, l, c, v)
+
+
+@pytest.mark.parametrize(
+    ("text", "ms", "name"),
+    [
+        ("1m", MIN, "1m"),
+        ("5m", 5 * MIN, "5m"),
+        ("15m", 15 * MIN, "15m"),
+        ("1h", 60 * MIN, "1h"),
+        ("4h", 240 * MIN, "4h"),
+        ("1d", DAY, "1d"),
+        (" 30s ", 30_000, "30s"),
+    ],
+)
+def test_interval_parses_canonical_names(text: str, ms: int, name: str) -> None:
+    assert parse_interval(text) == Interval(ms, name)
+
+
+@pytest.mark.parametrize("text", ["", "0m", "5", "m5", "5y", "1.5h", "-1m", "10000m"])
+def test_interval_refuses_anything_else(text: str) -> None:
+    with pytest.raises(IntervalError):
+        parse_interval(text)
+
+
+def test_day_bars_start_at_midnight_utc() -> None:
+    day = parse_interval("1d")
+    t = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+    assert day.start(t) == 1_699_920_000_000  # 2023-11-14T00:00:00Z
+
+
+def test_aggregate_table_five_minutes_from_one_minute_bars() -> None:
+    agg = Aggregator(parse_interval("5m"))
+    t0 = 1_700_000_100_000 - 1_700_000_100_000 % (5 * MIN)
+    steps = [
+        (base(t0, 10, 11, 9, 10.5, 2.0), (10, 11, 9, 10.5, 2.0)),
+        (base(t0, 10, 12, 9, 11.5, 3.0), (10, 12, 9, 11.5, 3.0)),  # the open base bar moves: in place
+        (base(t0 + MIN, 11.5, 11.6, 8, 9, 1.0), (10, 12, 8, 9, 4.0)),  # a new base bar
+        (base(t0, 10, 13, 9, 11.5, 5.0), (10, 13, 8, 9, 6.0)),  # late update of the older base bar
+        (base(t0 + 5 * MIN, 9, 9.5, 8.5, 9.2, 1.0), (9, 9.5, 8.5, 9.2, 1.0)),  # the next 5 m bar
+    ]
+    for candle, (o, h, l, c, v) in steps:  # noqa: E741
+        got = agg.update(candle)
+        assert got is not None
+        assert (got.o, got.h, got.l, got.c, got.v) == (o, h, l, c, v)
+        assert got.ot == agg.interval.start(candle.ot)
+
+
+def test_bucket_older_than_the_kept_ones_is_ignored() -> None:
+    agg = Aggregator(parse_interval("5m"), keep=2)
+    for k in range(3):
+        assert agg.update(base(k * 5 * MIN, 1, 1, 1, 1)) is not None
+    assert agg.update(base(0, 1, 2, 1, 1)) is None
+
+
+prices = st.floats(min_value=1, max_value=1000, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def base_updates(draw: st.DrawFn) -> list[Candle]:
+    """Updates of base 1 m bars over a few 5 m buckets, in any order, with any volumes."""
+    out: list[Candle] = []
+    for _ in range(draw(st.integers(1, 40))):
+        ot = draw(st.integers(0, 14)) * MIN
+        o, c = draw(prices), draw(prices)
+        h = max(o, c) + draw(st.floats(0, 10))
+        l = min(o, c) - draw(st.floats(0, 0.9))  # noqa: E741
+        v = draw(st.one_of(st.none(), st.floats(0, 100)))
+        out.append(base(ot, o, h, l, c, v, t=draw(st.integers(0, 10**6))))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(base_updates(), st.sampled_from(["2m", "5m", "15m"]))
+def test_incremental_aggregate_equals_recomputing_from_base_bars(updates: list[Candle], name: str) -> None:
+    """After every update, the aggregate returned equals folding the latest state of every base
+    bar of its bucket (ordered by open time), whatever the order the updates came in."""
+    interval = parse_interval(name)
+    agg = Aggregator(interval, keep=100)
+    latest: dict[int | float, Candle] = {}
+    for candle in updates:
+        latest[candle.ot] = candle
+        bucket = interval.start(candle.ot)
+        got = agg.update(candle)
+        assert got is not None
+        members = [latest[k] for k in sorted(latest) if interval.start(k) == bucket]
+        expected = fold(members, candle.s, bucket)
+        # t is the newest base bar's t; the rest must match exactly
+        assert (got.s, got.ot, got.o, got.h, got.l, got.c) == (
+            expected.s,
+            expected.ot,
+            expected.o,
+            expected.h,
+            expected.l,
+            expected.c,
+        )
+        if expected.v is None:
+            assert got.v is None
+        else:
+            assert got.v == pytest.approx(expected.v)
