@@ -1,36 +1,43 @@
 # syntax=docker/dockerfile:1
-# candlecast image: the chart library from npm, the pinned Python lock, a non-root runtime.
+# candlecast image: the wheel built here (with the chart module inside), the pinned Python lock,
+# a non-root runtime.
 
-# 1. Front-end packages (lightweight-charts), from package-lock.json.
-FROM node:20-slim AS assets
-WORKDIR /src
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+# 1. Node.js, only for the build hook's `npm ci` (package-lock.json pins the chart library).
+FROM node:20-slim AS node
 
-# 2. Python dependencies from the hashed lock (runtime only, no dev tools), then candlecast.
+# 2. Build the wheel: hatch_build.py runs npm ci and puts the chart module into the package.
+#    The build backend comes from the hashed requirements-build.lock.
 FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=node /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/npm
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm
+WORKDIR /src
+COPY requirements-build.lock ./
+RUN pip install --require-hashes -r requirements-build.lock
+COPY pyproject.toml README.md hatch_build.py package.json package-lock.json ./
+COPY service ./service
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /dist .
+
+# 3. Runtime dependencies from the hashed lock (runtime only, no dev tools), then the wheel.
+FROM python:3.11-slim AS venv
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-WORKDIR /src
-COPY requirements.lock ./
-RUN pip install --require-hashes -r requirements.lock
-COPY pyproject.toml README.md ./
-COPY service ./service
-RUN pip install --no-deps .
+COPY requirements.lock /tmp/
+RUN pip install --require-hashes -r /tmp/requirements.lock
+COPY --from=build /dist /tmp/dist
+RUN pip install --no-deps /tmp/dist/*.whl
 
-# 3. Runtime: the venv and the chart module only.
+# 4. Runtime: the venv only (candlecast finds the chart module inside its package).
 FROM python:3.11-slim
 RUN groupadd --system --gid 10001 candlecast \
  && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin candlecast
-COPY --from=build /opt/venv /opt/venv
-COPY --from=assets /src/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.mjs \
-     /app/vendor/lightweight-charts.mjs
+COPY --from=venv /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     CANDLECAST_HOST=0.0.0.0 \
     CANDLECAST_PORT=8000 \
-    CANDLECAST_CHART_JS=/app/vendor/lightweight-charts.mjs \
     CANDLECAST_PROXY_HEADERS=true \
     CANDLECAST_FORWARDED_ALLOW_IPS=127.0.0.1
 WORKDIR /app

@@ -56,7 +56,9 @@ SCENARIOS = [
     Scenario("20x3000 +2 stalled", 20, 3000, stalled=2, seconds=20),
     Scenario("20x3000", 20, 3000, seconds=20),  # the same without stalled clients, for the ratio
 ]
-RELAYS = ["candlecast", "raw", "naive"]
+RELAYS = ["candlecast", "raw", "naive", "scale"]
+#: Run when no --relay is given; "scale" (candlecast through Redis: ingest + 2 edges) is asked for by name.
+DEFAULT_RELAYS = ["candlecast", "raw", "naive"]
 
 
 # -- clients (worker processes) --------------------------------------------------------------
@@ -194,8 +196,11 @@ async def broker() -> AsyncIterator[tuple[Broker, int]]:
 # -- relay process and /proc ---------------------------------------------------------------
 
 
-def relay_cmd(relay: str, port: int, bport: int) -> list[str]:
+def relay_cmd(relay: str, port: int, bport: int, port2: int = 0) -> list[str]:
     up = f"ws://127.0.0.1:{bport}/"
+    if relay == "scale":
+        scale = [sys.executable, "-m", "bench.relays.scale", "--port", str(port), "--port2", str(port2)]
+        return [*scale, "--upstream", up]
     if relay == "candlecast":
         extra = os.environ.get("CANDLECAST_BENCH_ARGS", "").split()
         return [sys.executable, "-m", "candlecast", "--port", str(port), "--source", "ws", "--format", "seed",
@@ -278,14 +283,17 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profil
     loop = asyncio.get_running_loop()
     async with broker() as (b, bport):
         port = free_port()
-        cmd = relay_cmd(relay, port, bport)
+        port2 = free_port() if relay == "scale" else 0
+        ports = [port, port2] if port2 else [port]
+        cmd = relay_cmd(relay, port, bport, port2)
         proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            await wait_port(port, proc)
+            for p in ports:
+                await wait_port(p, proc)
             await asyncio.wait_for(b.connected.wait(), 30)
             rss0 = rss_bytes(proc.pid)
-            query = "?batch=1" if sc.batch and relay == "candlecast" else ""
-            url = f"ws://127.0.0.1:{port}/ws{query}"
+            query = "?batch=1" if sc.batch and relay in ("candlecast", "scale") else ""
+            urls = [f"ws://127.0.0.1:{p}/ws{query}" for p in ports]  # scale: clients split over the edges
             n_workers = max(1, min(workers, sc.clients))
             ctx = mp.get_context("spawn")
             start_seq = ctx.Value("q", 0)
@@ -296,6 +304,7 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profil
                 a, c = ctx.Pipe()
                 st = min(stalled_left, n) if i == 0 else 0
                 stalled_left -= st
+                url = urls[i % len(urls)]
                 w = ctx.Process(target=client_worker, args=(url, n, st, c, start_seq), daemon=True)
                 w.start()
                 pipes.append(a)
@@ -341,7 +350,10 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profil
             rss_end = rss_bytes(proc.pid)
             sampler_stop.set()
             await sampler
-            slow = await slow_disconnects(port) if relay == "candlecast" else None
+            slow = None
+            if relay in ("candlecast", "scale"):
+                counts = [await slow_disconnects(p) for p in ports]
+                slow = None if None in counts else sum(c for c in counts if c is not None)
             for a in pipes:
                 a.send("stop")
             results: list[dict[str, Any]] = []
@@ -413,7 +425,7 @@ async def main() -> list[dict[str, Any]]:
     a = p.parse_args()
     seconds = 3.0 if a.quick else a.seconds
     scenarios = [s for s in SCENARIOS if not a.scenario or s.name in a.scenario]
-    relays = a.relay or RELAYS
+    relays = a.relay or DEFAULT_RELAYS
     rows = []
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"# {stamp} · {platform.machine()} · {os.cpu_count()} cores · "

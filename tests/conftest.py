@@ -32,12 +32,12 @@ def require_binary(name: str, *, env: str | None = None, default: str | None = N
 
 
 def require_chart_library() -> None:
-    """The dashboard's chart module (``npm ci`` puts it in node_modules): skip locally, fail in CI."""
+    """The dashboard's chart module (the build hook puts it in the package): skip locally, fail in CI."""
     from candlecast.settings import DEFAULT_CHART_JS
 
     if DEFAULT_CHART_JS.is_file():
         return
-    message = f"the chart library is not installed ({DEFAULT_CHART_JS}); run `npm ci`"
+    message = f"the chart library is not built ({DEFAULT_CHART_JS}); run scripts/bootstrap (needs npm)"
     if IN_CI:
         pytest.fail(f"CI=true: {message}")
     pytest.skip(message)

@@ -28,8 +28,7 @@ q: queue.Queue[str] = queue.Queue()
 def broker_thread(url: str) -> None:
     with connect(url, compression=None, proxy=None) as conn:
         for raw in conn:
-            candle = parse(parse_seed, raw)
-            if candle is not None:
+            for candle in parse(parse_seed, raw):
                 q.put(encode(candle).decode())
 
 

@@ -31,8 +31,7 @@ async def handler(conn: ServerConnection) -> None:
 async def pump(url: str) -> None:
     async with connect(url, compression=None, proxy=None) as upstream:
         async for raw in upstream:
-            candle = parse(parse_seed, raw)
-            if candle is not None:
+            for candle in parse(parse_seed, raw):
                 broadcast(clients, encode(candle).decode())
 
 

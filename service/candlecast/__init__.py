@@ -1,3 +1,8 @@
 """candlecast: one upstream market-data feed in, many live dashboards out."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("candlecast")  # pyproject.toml is the one place the version is written
+except PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"

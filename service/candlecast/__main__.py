@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .server import Server, config
 
     service = Service(settings)
-    server = Server(config(service.asgi, settings), drain=service.drain)
+    server = Server(config(service.asgi, settings, guard=service.guard), drain=service.drain)
     tune_gc()
     server.run()
     return 0 if server.started else 1

@@ -18,16 +18,21 @@ from pathlib import Path
 import anyio
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from . import feed as feeds
-from .auth import offered_token, token_ok
+from .auth import offered_token
+from .guard import Guard, GuardCollector
+from .headers import SecurityHeaders
+from .intervals import IntervalError
 from .metrics import CONTENT_TYPE_LATEST, render
 from .runtime import Runtime, running
 from .settings import Settings
+from .tokens import Grant, TokenError
 from .ws import StreamEndpoint
 
 log = logging.getLogger(__name__)
@@ -44,16 +49,18 @@ class Service:
         self.settings = settings
         self._feed_factory = feed_factory
         self._runtime: Runtime | None = None
+        #: Token checks and client limits; uvicorn's protocols count into it (see server.config).
+        self.guard = Guard(settings)
         self._chart_js = anyio.Path(settings.chart_js)
         if not Path(settings.chart_js).is_file():
             log.warning(
-                "dashboard: chart library not found at %s; run `npm ci` in the candlecast checkout "
-                "(or set --chart-js / CANDLECAST_CHART_JS); the page will say so",
+                "dashboard: chart library not found at %s; reinstall candlecast (a wheel or an sdist carries it; "
+                "in a checkout, scripts/bootstrap runs npm ci) or set --chart-js; the page will say so",
                 settings.chart_js,
             )
         routes = [
             Route("/", self.index),
-            WebSocketRoute("/ws", StreamEndpoint(lambda: self.runtime)),
+            WebSocketRoute("/ws", StreamEndpoint(lambda: self.runtime, self.guard)),
             Route("/api/symbols", self.api_symbols),
             Route("/api/candles", self.api_candles),
             Route("/vendor/lightweight-charts.mjs", self.vendor_chart),
@@ -62,7 +69,9 @@ class Service:
             Route("/metrics", self.metrics),
             Mount("/static", StaticFiles(packages=[("candlecast", "static")]), name="static"),
         ]
-        self.asgi = Starlette(routes=routes, lifespan=self._lifespan)
+        if settings.role == "ingest":  # it serves no client: health, readiness and metrics only
+            routes = [r for r in routes if getattr(r, "path", "") in ("/healthz", "/readyz", "/metrics")]
+        self.asgi = Starlette(routes=routes, lifespan=self._lifespan, middleware=[Middleware(SecurityHeaders)])
 
     @property
     def runtime(self) -> Runtime:
@@ -74,6 +83,7 @@ class Service:
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with running(self.settings, self._feed_factory) as runtime:
+            runtime.registry.register(GuardCollector(self.guard))
             self._runtime = runtime
             try:
                 yield
@@ -98,7 +108,7 @@ class Service:
 
     async def vendor_chart(self, request: Request) -> Response:
         if not await self._chart_js.is_file():
-            return PlainTextResponse("// chart library missing: run `npm ci` (see the server log)", status_code=404)
+            return PlainTextResponse("// chart library missing: see the server log", status_code=404)
         return FileResponse(str(self._chart_js), media_type="text/javascript")
 
     async def healthz(self, request: Request) -> Response:
@@ -116,24 +126,38 @@ class Service:
     async def metrics(self, request: Request) -> Response:
         return Response(render(self.runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
-    def _authorized(self, request: Request) -> bool:
+    def _grant(self, request: Request) -> Grant | Response:
+        """What the request's token allows, or the 401 to answer with."""
         offered = offered_token(request.query_params.get("token"), request.headers.get("authorization"))
-        return token_ok(self.settings.tokens, offered)
+        try:
+            return self.guard.verifier.verify(offered, time.time())
+        except TokenError as exc:
+            self.guard.auth_failed(exc)
+            return _error(401, exc.code, exc.detail)
 
     async def api_symbols(self, request: Request) -> Response:
-        if not self._authorized(request):
-            return _error(401, "unauthorized", "a valid token is required")
-        latest = self.runtime.hub.latest()
-        items = [b'{"symbol":%s,"latest":%s}' % (orjson.dumps(u.key[0]), u.text.encode()) for u in latest]
+        grant = self._grant(request)
+        if not isinstance(grant, Grant):
+            return grant
+        hub = self.runtime.hub
+        served = orjson.dumps(hub.intervals.names if hub.intervals else [])
+        items = [
+            b'{"symbol":%s,"intervals":%s,"latest":%s}' % (orjson.dumps(u.key[0]), served, u.text.encode())
+            for u in hub.latest()
+            if grant.allows(u.key[0])
+        ]
         return Response(b"[" + b",".join(items) + b"]", media_type="application/json")
 
     async def api_candles(self, request: Request) -> Response:
-        if not self._authorized(request):
-            return _error(401, "unauthorized", "a valid token is required")
+        grant = self._grant(request)
+        if not isinstance(grant, Grant):
+            return grant
         history = self.settings.history
         symbol = request.query_params.get("symbol")
         if not symbol:
             return _error(400, "bad_query", "symbol is required")
+        if not grant.allows(symbol):
+            return _error(403, "forbidden_symbol", f"your token does not allow {symbol[:40]!r}")
         raw_limit = request.query_params.get("limit", str(history))
         try:
             limit = int(raw_limit)
@@ -141,9 +165,19 @@ class Service:
             return _error(400, "bad_query", f"limit must be a whole number, got {raw_limit[:20]!r}")
         if not 1 <= limit <= history:
             return _error(400, "bad_query", f"limit must be between 1 and {history}")
-        bars = self.runtime.hub.bars(symbol, limit)
-        if not bars:  # limit >= 1, and a known symbol has at least one bar
-            return _error(404, "unknown_symbol", f"no data for symbol {symbol[:40]!r}")
+        hub = self.runtime.hub
+        interval = request.query_params.get("interval")
+        stream = symbol if interval is None else f"{symbol}@{interval}"
+        if hub.intervals is not None:
+            try:
+                stream = hub.intervals.stream(stream)
+            except IntervalError as exc:
+                return _error(400, "unknown_interval", str(exc))
+            except ValueError as exc:
+                return _error(400, "bad_query", str(exc))
+        bars = hub.bars(stream, limit)
+        if not bars:  # limit >= 1, and a known stream has at least one bar
+            return _error(404, "unknown_symbol", f"no data for {stream[:48]!r}")
         body = ("[" + ",".join(u.text for u in bars) + "]").encode()
         return Response(body, media_type="application/json")
 

@@ -1,16 +1,19 @@
 """The normalized candle, the upstream formats that produce it, and its wire encoding.
 
 Pure: nothing here awaits, reads the clock, or touches a socket or a thread. Every upstream
-format is a function ``decoded JSON value -> Candle | None`` (``None``: a valid message that is
-not a candle, such as a heartbeat or a subscription ack); :func:`parse` adds the byte-level
+format is a function ``decoded JSON value -> Sequence[Candle]``: every candle the message
+carries, in order (none for a valid message that is not a candle, such as a heartbeat or a
+subscription ack; several where a broker batches them). :func:`parse` adds the byte-level
 checks (size, JSON). Malformed input raises :class:`MalformedMessage` with a short, stable
-``reason`` that metrics count by.
+``reason`` that metrics count by. The formats defined here are ``seed``, ``binance`` and
+``candle``; :mod:`candlecast.brokers` has more, and :mod:`candlecast.formats` finds them all
+(and plug-ins) by name. The contract for plug-ins: ``docs/formats.md``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -36,8 +39,10 @@ class MalformedMessage(ValueError):
         self.detail = detail
 
 
-#: Every ``MalformedMessage.reason``, so metrics can export a zero for each.
-REASONS: Final = ("oversize", "json", "shape", "type", "symbol", "nonfinite", "ohlc")
+#: Every ``MalformedMessage.reason``, so metrics can export a zero for each. ``refused``: the
+#: broker answered with an error (e.g. a refused subscription); ``format``: the format function
+#: itself failed (raised something else, or returned something other than a list of candles).
+REASONS: Final = ("oversize", "json", "shape", "type", "symbol", "nonfinite", "ohlc", "refused", "format")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +50,9 @@ class Candle:
     """One OHLC state of one bar. ``t`` is the event time, ``ot`` the bar's open time.
 
     Times keep the source's unit (epoch milliseconds for the simulator and Binance).
-    ``v`` (volume) is ``None`` when the source has none.
+    ``v`` (volume) is ``None`` when the source has none. ``i`` names the bar's interval when it
+    is not the source's base interval (an aggregate, or history loaded per interval); frames of
+    the base interval carry no ``i``.
     """
 
     s: str
@@ -56,6 +63,7 @@ class Candle:
     l: float  # noqa: E741 - the wire name
     c: float
     v: float | None = None
+    i: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The client frame, keys in wire order; ``v`` only when known."""
@@ -70,6 +78,8 @@ class Candle:
         }
         if self.v is not None:
             d["v"] = self.v
+        if self.i is not None:
+            d["i"] = self.i
         return d
 
 
@@ -154,51 +164,55 @@ def _object(value: object, what: str) -> Mapping[str, Any]:
 # -- formats ---------------------------------------------------------------------------------
 
 
-def parse_seed(msg: object) -> Candle | None:
+def parse_seed(msg: object) -> list[Candle]:
     """``{"symbol": S, "time": T, "candles": [OT, O, C, H, L]}``. Note C before H and L."""
     m = _object(msg, "message")
     if "candles" not in m:
-        return None  # heartbeats, acks: not candles
+        return []  # heartbeats, acks: not candles
     bar = m["candles"]
     if not isinstance(bar, list) or len(bar) != 5:
         raise MalformedMessage("shape", "candles must be a list [ot, o, c, h, l]")
     if "symbol" not in m or "time" not in m:
         raise MalformedMessage("shape", "symbol and time are required")
     ot, o, c, h, l = bar  # noqa: E741
-    return make_candle(m["symbol"], m["time"], ot, o, h, l, c)
+    return [make_candle(m["symbol"], m["time"], ot, o, h, l, c)]
 
 
-def parse_binance(msg: object) -> Candle | None:
+def parse_binance(msg: object) -> list[Candle]:
     """Binance kline events, raw (``{"e": "kline", ...}``) or combined (``{"stream", "data"}``).
 
     Prices and volume arrive as strings; times are epoch milliseconds; ``ot`` is ``k.t``.
-    Subscription acks (``{"result": null, "id": 1}``) and other events give ``None``.
+    Subscription acks (``{"result": null, "id": 1}``) and other events give none.
     """
     m = _object(msg, "message")
     if "data" in m and "stream" in m:
         m = _object(m["data"], "data")
     if m.get("e") != "kline":
-        return None
+        return []
     k = _object(m.get("k"), "k")
     try:
-        return make_candle(
-            k.get("s", m.get("s")), m["E"], k["t"], k["o"], k["h"], k["l"], k["c"], k.get("v"), strings=True
-        )
+        return [
+            make_candle(
+                k.get("s", m.get("s")), m["E"], k["t"], k["o"], k["h"], k["l"], k["c"], k.get("v"), strings=True
+            )
+        ]
     except KeyError as exc:
         raise MalformedMessage("shape", f"kline lacks {exc.args[0]!r}") from None
 
 
-def parse_candle(msg: object) -> Candle | None:
+def parse_candle(msg: object) -> list[Candle]:
     """Already-normalized frames: ``{"s", "t", "ot", "o", "h", "l", "c"[, "v"]}``."""
     m = _object(msg, "message")
     try:
-        return make_candle(m["s"], m["t"], m["ot"], m["o"], m["h"], m["l"], m["c"], m.get("v"))
+        return [make_candle(m["s"], m["t"], m["ot"], m["o"], m["h"], m["l"], m["c"], m.get("v"))]
     except KeyError as exc:
         raise MalformedMessage("shape", f"candle lacks {exc.args[0]!r}") from None
 
 
-Format = Callable[[object], "Candle | None"]
+#: An upstream format: one decoded JSON message -> every candle it carries (see the module docstring).
+Format = Callable[[object], Sequence[Candle]]
 
+#: The formats defined in this module; :data:`candlecast.formats.BUILTIN` has every built-in one.
 FORMATS: Final[dict[str, Format]] = {
     "seed": parse_seed,
     "binance": parse_binance,
@@ -216,6 +230,6 @@ def decode(raw: bytes | str) -> object:
         raise MalformedMessage("json", str(exc)) from None
 
 
-def parse(fmt: Format, raw: bytes | str) -> Candle | None:
+def parse(fmt: Format, raw: bytes | str) -> Sequence[Candle]:
     """Decode one raw upstream message with ``fmt``; raises :class:`MalformedMessage`."""
     return fmt(decode(raw))

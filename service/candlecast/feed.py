@@ -38,6 +38,14 @@ Ingest = tuple[Candle, float]
 PUMP_BATCH = 512
 
 
+class Resync(list[Ingest]):
+    """A batch that replaces the hub's bars of the symbols it carries and re-snapshots every
+    client (:meth:`candlecast.hub.Hub.resync`): a backplane edge's first load, or its recovery
+    from a gap. Every other batch is a plain list of live candles."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Readiness:
     """What ``/readyz`` says: ``reason`` is why the feed is not ready (``None``: ready), and
@@ -52,6 +60,10 @@ class Feed(Protocol):
 
     def start(self) -> None:
         """Begin producing (in the event loop, once)."""
+
+    async def run(self) -> None:
+        """The feed's own background work (a backplane ingest's lease and publishing), run in the
+        runtime's task group until :meth:`stop`; returns at once when there is none."""
 
     def batches(self, limit: int) -> AsyncIterator[list[Ingest]]:
         """Batches of at most ``limit`` candles, oldest first, until the feed ends."""
@@ -74,8 +86,11 @@ async def pump(feed: Feed, hub: Hub) -> None:
     publish = hub.publish
     limit = max(1, min(PUMP_BATCH, hub.client_queue // 2))
     async for batch in feed.batches(limit):
-        for candle, received in batch:
-            publish(candle, received)
+        if type(batch) is Resync:
+            hub.resync(batch)
+        else:
+            for candle, received in batch:
+                publish(candle, received)
         await anyio.lowlevel.checkpoint()
 
 
@@ -100,6 +115,9 @@ class SourceFeed:
 
     def start(self) -> None:
         self._producer.start()
+
+    async def run(self) -> None:
+        return
 
     async def batches(self, limit: int) -> AsyncIterator[list[Ingest]]:
         get_batch = self.bridge.get_batch
@@ -151,7 +169,22 @@ FeedFactory = Callable[["Settings"], Feed]
 
 
 def for_settings(settings: Settings) -> Feed:
-    """The feed ``settings`` select (today: their source in a producer thread)."""
+    """The feed ``settings`` select: by ``--role``, their source in a producer thread (``all``),
+    that source published to Redis (``ingest``), or candles read from Redis (``edge``). Only the
+    last two import the backplane (and redis-py)."""
+    if settings.role == "edge":
+        from .backplane.edge import EdgeFeed
+
+        return EdgeFeed(settings)
+    if settings.role == "ingest":
+        from .backplane.ingest import IngestFeed
+
+        return IngestFeed(settings, source_feed)
+    return source_feed(settings)
+
+
+def source_feed(settings: Settings) -> SourceFeed:
+    """The upstream source ``settings`` select, in a producer thread (not started)."""
     from . import sources
 
     return SourceFeed(sources.build(settings), bridge_size=settings.bridge_size, stale_after=settings.stale_after)

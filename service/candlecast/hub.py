@@ -29,14 +29,16 @@ import enum
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import anyio
 
 from .candles import Candle, encode
-from .protocol import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN
+from .intervals import Aggregator, IntervalSet
+from .protocol import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN, resync_frame
 from .stats import Stats
 
-Key = tuple[str, int | float]
+Key = tuple[str, int | float]  # (stream, bar open time): one bar of one symbol in one interval
 
 
 class Update:
@@ -252,13 +254,23 @@ class Hub:
     """Latest state and fan-out. Create and use it in the event loop only."""
 
     def __init__(
-        self, *, history: int = 500, client_queue: int = 1024, max_clients: int = 10_000, stats: Stats
+        self,
+        *,
+        history: int = 500,
+        client_queue: int = 1024,
+        max_clients: int = 10_000,
+        stats: Stats,
+        intervals: IntervalSet | None = None,
     ) -> None:
         self.history = history
         self.client_queue = client_queue
         self.max_clients = max_clients
         self.stats = stats
-        self._bars: dict[str, deque[Update]] = {}
+        self.intervals = intervals
+        self._higher = {} if intervals is None else {i.name: i for i in intervals.higher}
+        self._aggregators = [] if intervals is None else [Aggregator(i) for i in intervals.higher]
+        self._bars: dict[str, deque[Update]] = {}  # by stream: "BTCUSD", "BTCUSD@5m"
+        self._symbols: dict[str, None] = {}  # symbols seen, in the base interval
         self._wild: dict[Subscriber, None] = {}
         self._routes: dict[str, dict[Subscriber, None]] = {}
         self._subscribers: set[Subscriber] = set()
@@ -267,29 +279,53 @@ class Hub:
 
     # -- input ------------------------------------------------------------------------------
 
-    def publish(self, candle: Candle, received: float) -> Update:
-        """Record ``candle`` and offer it to every subscriber of its symbol. Never awaits."""
-        s = candle.s
-        ot = candle.ot
-        update = Update((s, ot), encode(candle).decode(), received)
+    def publish(self, candle: Candle, received: float) -> Update | None:
+        """Record ``candle`` and offer it to every subscriber of its stream; a base-interval
+        candle also updates (and offers) each higher interval's bar. Never awaits.
+
+        A candle that names a higher interval (history loaded per interval) goes to that
+        interval's stream as is; one naming an interval not served is dropped (``None``).
+        """
         self.stats.candles_in += 1
-        bars = self._bars.get(s)
+        i = candle.i
+        if i is not None:
+            if i not in self._higher:
+                if self.intervals is None or i != self.intervals.base.name:
+                    return None
+                candle = replace(candle, i=None)  # the base interval, named
+            else:
+                return self._publish(f"{candle.s}@{i}", candle, received, False)
+        s = candle.s
+        if s not in self._symbols:
+            self._symbols[s] = None
+        update = self._publish(s, candle, received, True)
+        for aggregator in self._aggregators:
+            bar = aggregator.update(candle)
+            if bar is not None:
+                self._publish(f"{s}@{bar.i}", bar, received, False)
+        return update
+
+    def _publish(self, stream: str, candle: Candle, received: float, base: bool) -> Update:
+        ot = candle.ot
+        update = Update((stream, ot), encode(candle).decode(), received)
+        bars = self._bars.get(stream)
         if bars is None:
-            bars = self._bars[s] = deque(maxlen=self.history)
+            bars = self._bars[stream] = deque(maxlen=self.history)
         if not bars or ot > bars[-1].key[1]:
             bars.append(update)
         elif ot == bars[-1].key[1]:
             bars[-1] = update
         else:  # a late update of an older bar: fix it in place if still kept
-            for i in range(len(bars) - 2, -1, -1):
-                if bars[i].key[1] == ot:
-                    bars[i] = update
+            for k in range(len(bars) - 2, -1, -1):
+                if bars[k].key[1] == ot:
+                    bars[k] = update
                     break
         slow: list[Subscriber] = []
-        for sub in self._wild:
-            if not sub.offer(update):
-                slow.append(sub)
-        route = self._routes.get(s)
+        if base:
+            for sub in self._wild:
+                if not sub.offer(update):
+                    slow.append(sub)
+        route = self._routes.get(stream)
         if route:
             for sub in route:
                 if not sub.offer(update):
@@ -298,6 +334,29 @@ class Hub:
             self.stats.slow_disconnects += 1
             sub.end(CLOSE_TRY_AGAIN, f"client too slow: more than {self.client_queue} updates pending")
         return update
+
+    def resync(self, candles: Iterable[tuple[Candle, float]]) -> None:
+        """Replace every bar with ``candles`` (oldest first per stream) as :meth:`publish` would
+        have kept them, offering none of them, then re-snapshot every subscriber: a
+        ``{"op":"resync"}`` reply followed by its snapshot. For a backplane edge's first load
+        and its recovery from a gap; not counted as candles in. Never awaits."""
+        wild, routes = self._wild, self._routes
+        self._wild, self._routes = {}, {}  # publish() offers to nobody while the state is rebuilt
+        candles_in = self.stats.candles_in
+        self._bars.clear()
+        self._symbols.clear()
+        if self.intervals is not None:
+            self._aggregators = [Aggregator(i) for i in self.intervals.higher]
+        try:
+            for candle, received in candles:
+                self.publish(candle, received)
+        finally:
+            self._wild, self._routes = wild, routes
+            self.stats.candles_in = candles_in
+        frame = resync_frame()
+        for sub in list(self._subscribers):
+            sub.queue(Reply(frame))
+            sub.queue(_Snapshot(self.snapshot(sub.symbols, sub.history)))
 
     # -- subscriptions ----------------------------------------------------------------------
 
@@ -350,7 +409,7 @@ class Hub:
         """Stop following symbols (from "all symbols", this keeps the ones known now)."""
         if sub.state is not SubscriptionState.OPEN:
             return
-        current = frozenset(self._bars) if sub.symbols is None else sub.symbols
+        current = frozenset(self._symbols) if sub.symbols is None else sub.symbols
         self._unroute(sub)
         sub.symbols = current - frozenset(symbols)
         self._route(sub, sub.symbols)
@@ -374,8 +433,9 @@ class Hub:
     # -- state --------------------------------------------------------------------------------
 
     def snapshot(self, symbols: Iterable[str] | None, history: int) -> list[Update]:
-        """The last ``history`` bars (at least the latest) of each symbol, oldest first."""
-        names = sorted(self._bars) if symbols is None else sorted(symbols)
+        """The last ``history`` bars (at least the latest) of each stream, oldest first
+        (``None``: every symbol in the base interval)."""
+        names = sorted(self._symbols) if symbols is None else sorted(symbols)
         keep = max(1, history)
         out: list[Update] = []
         for s in names:
@@ -384,16 +444,17 @@ class Hub:
                 out.extend(list(bars)[-keep:] if keep > 1 else (bars[-1],))
         return out
 
-    def bars(self, symbol: str, limit: int) -> list[Update]:
-        """Up to ``limit`` most recent bars of ``symbol``, oldest first (empty if unknown)."""
-        bars = self._bars.get(symbol)
+    def bars(self, stream: str, limit: int) -> list[Update]:
+        """Up to ``limit`` most recent bars of ``stream`` (``"BTCUSD"``, ``"BTCUSD@5m"``),
+        oldest first (empty if unknown)."""
+        bars = self._bars.get(stream)
         if not bars or limit <= 0:
             return []
         return list(bars)[-limit:]
 
     def latest(self) -> list[Update]:
-        """The latest bar of every symbol, by symbol."""
-        return [self._bars[s][-1] for s in sorted(self._bars)]
+        """The latest base-interval bar of every symbol, by symbol."""
+        return [self._bars[s][-1] for s in sorted(self._symbols)]
 
     @property
     def clients(self) -> int:

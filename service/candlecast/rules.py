@@ -21,13 +21,15 @@ FALSE_WORDS: Final = frozenset({"0", "false", "no", "off", ""})
 
 def is_symbol(value: object) -> bool:
     """A non-empty string of at most :data:`MAX_SYMBOL_LENGTH` printable characters (any
-    script), with no space and no comma (commas separate symbols in lists and queries)."""
+    script), with no space, no comma (commas separate symbols in lists and queries) and no
+    ``@`` (it names an interval: ``BTCUSD@5m``)."""
     return (
         isinstance(value, str)
         and 0 < len(value) <= MAX_SYMBOL_LENGTH
         and value.isprintable()
         and " " not in value
         and "," not in value
+        and "@" not in value
     )
 
 

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from .feed import Feed, FeedFactory, pump
 from .hub import Hub
 from .metrics import Collector, make_registry
-from .settings import Settings
+from .settings import Settings, interval_set
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,17 @@ async def running(settings: Settings, feed_factory: FeedFactory) -> AsyncIterato
     """Build, start, yield and finally stop a :class:`Runtime`. Event loop only."""
     stats = Stats()
     hub = Hub(
-        history=settings.history, client_queue=settings.client_queue, max_clients=settings.max_clients, stats=stats
+        history=settings.history,
+        client_queue=settings.client_queue,
+        max_clients=settings.max_clients,
+        stats=stats,
+        intervals=interval_set(settings),
     )
     feed = feed_factory(settings)
     runtime = Runtime(settings, stats, hub, feed, make_registry(Collector(stats, hub, feed.metrics)))
     async with anyio.create_task_group() as tg:
         tg.start_soon(pump, feed, hub, name="candlecast-pump")
+        tg.start_soon(feed.run, name="candlecast-feed")
         feed.start()
         log.info("candlecast: source %s started", settings.source)
         try:

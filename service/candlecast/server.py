@@ -19,19 +19,30 @@ from collections.abc import Awaitable, Callable, Generator
 import uvicorn
 from starlette.applications import Starlette
 
+from . import logs
+from .guard import Guard
+from .protocols import http_protocol, websocket_protocol
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def config(app: Starlette, settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(
+def config(app: Starlette, settings: Settings, *, guard: Guard | None = None) -> uvicorn.Config:
+    """uvicorn's configuration for ``app``: candlecast's HTTP protocol (request timeout) and, for
+    ``--ws-impl websockets-sansio``, its WebSocket protocol (quiet, counted protocol violations),
+    both counting into ``guard`` (the service's: :attr:`candlecast.app.Service.guard`). Installs
+    the log filter that masks tokens, once uvicorn has set up its loggers."""
+    guard = guard if guard is not None else Guard(settings)
+    ws = websocket_protocol(guard) if settings.ws_impl == "websockets-sansio" else settings.ws_impl
+    cfg = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         root_path=settings.root_path,
         log_level=settings.log_level,
-        ws=settings.ws_impl,
+        http=http_protocol(guard),
+        ws=ws,
+        timeout_keep_alive=settings.keepalive_timeout,
         loop=settings.loop,
         ws_ping_interval=settings.ws_ping_interval or None,
         ws_ping_timeout=settings.ws_ping_timeout or None,
@@ -42,6 +53,8 @@ def config(app: Starlette, settings: Settings) -> uvicorn.Config:
         timeout_graceful_shutdown=2,
         lifespan="on",
     )
+    logs.install()
+    return cfg
 
 
 class Server(uvicorn.Server):

@@ -17,20 +17,25 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from .candles import FORMATS
+from . import formats
+from .intervals import IntervalError, IntervalSet, parse_interval
+from .intervals import from_ms as interval_from_ms
 from .rules import is_symbol, parse_bool
+from .tokens import KEY_ALGORITHMS, MIN_SECRET_BYTES, SECRET_ALGORITHMS, TokenError, load_public_key
 
 Source = Literal["sim", "ws", "replay"]
 SOURCES: Final = ("sim", "ws", "replay")
+Role = Literal["all", "ingest", "edge"]
+ROLES: Final = ("all", "ingest", "edge")
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 DEFAULT_SYMBOLS: Final = ("BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD", "EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
 ENV_PREFIX: Final = "CANDLECAST_"
-#: Where ``npm ci`` in the checkout puts the dashboard's chart library.
-DEFAULT_CHART_JS: Final = (
-    Path(__file__).resolve().parents[2]
-    / "node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.mjs"
-)
-_OPTIONAL: Final = ("upstream", "subscribe", "replay_file")
+#: The dashboard's chart library, inside the package: the build (hatch_build.py) puts it there,
+#: in a wheel, an sdist and an editable checkout alike.
+DEFAULT_CHART_JS: Final = Path(__file__).resolve().parent / "static" / "vendor" / "lightweight-charts.mjs"
+_OPTIONAL: Final = ("upstream", "subscribe", "replay_file", "base_interval", "redis_url")
+_JWT_OPTIONAL: Final = ("jwt_secret", "jwt_public_key", "jwt_audience", "jwt_issuer")
+DEFAULT_INTERVALS: Final = ("1m", "5m", "15m", "1h", "4h", "1d")
 
 
 class SettingsError(ValueError):
@@ -50,6 +55,8 @@ class Settings:
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     rate: float = 20.0
     bar_seconds: float = 60.0
+    intervals: tuple[str, ...] = DEFAULT_INTERVALS
+    base_interval: str | None = None
     seed: int = 1
     backfill: int = 300
     replay_file: str | None = None
@@ -58,6 +65,12 @@ class Settings:
     client_queue: int = 1024
     max_clients: int = 10_000
     bridge_size: int = 65_536
+    role: Role = "all"
+    redis_url: str | None = None
+    redis_prefix: str = "candlecast"
+    stream_maxlen: int = 100_000
+    lease_ttl: float = 5.0
+    ingest_buffer: int = 100_000
     origins: tuple[str, ...] = ()
     tokens: tuple[str, ...] = field(default=(), repr=False)
     log_level: str = "info"
@@ -73,6 +86,16 @@ class Settings:
     ws_impl: str = "websockets-sansio"
     proxy_headers: bool = False
     forwarded_allow_ips: str = "127.0.0.1"
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = None
+    jwt_algorithms: tuple[str, ...] = ()
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway: float = 5.0
+    auth_timeout: float = 5.0
+    header_timeout: float = 10.0
+    keepalive_timeout: int = 5
+    max_clients_per_ip: int = 0
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -125,17 +148,27 @@ def _str(text: str) -> str:
     return text
 
 
+def _format(text: str) -> str:
+    """A built-in name, lower-cased; anything else (a plug-in name, an import string) as given."""
+    return formats.builtin_name(text) or text.strip()
+
+
 # name -> (converter, help). Each name is a Settings field, a --flag and a CANDLECAST_ variable.
 _OPTIONS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
     "host": (_str, "interface to listen on"),
     "port": (_int(0, 65535), "TCP port (0: any free port)"),
     "source": (_choice(SOURCES), "upstream: sim (built-in simulator), ws (broker WebSocket), replay (JSONL)"),
     "upstream": (_str, "broker WebSocket URL (ws:// or wss://), for --source ws"),
-    "format": (_choice(tuple(FORMATS)), "upstream message format: seed, binance or candle"),
+    "format": (
+        _format,
+        f"upstream message format: {', '.join(formats.BUILTIN)}, a plug-in's name, or package.module:function",
+    ),
     "subscribe": (_str, "JSON message sent to the broker on every (re)connect"),
     "symbols": (_list, "simulator symbols, comma-separated"),
     "rate": (_float(0.1, 1_000_000), "simulator updates per second, all symbols together"),
     "bar_seconds": (_float(0.001), "simulator bar length in seconds"),
+    "intervals": (_list, "bar intervals served, comma-separated, built from the base bars (UTC-aligned)"),
+    "base_interval": (_str, "the source's bar interval, e.g. 1m (default: --bar-seconds for sim, else 1m)"),
     "seed": (_int(0, 2**63), "simulator random seed"),
     "backfill": (_int(0, 100_000), "simulator bars of made-up history per symbol at start (capped at --history)"),
     "replay_file": (_str, "JSONL file for --source replay"),
@@ -144,6 +177,12 @@ _OPTIONS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
     "client_queue": (_int(2, 1_000_000), "per-client bound on pending updates before 1013"),
     "max_clients": (_int(1, 1_000_000), "WebSocket clients at once"),
     "bridge_size": (_int(1, 10_000_000), "candles buffered between the producer thread and the loop"),
+    "role": (_choice(ROLES), "all (one process), ingest (source -> Redis), edge (Redis -> clients); see Scaling"),
+    "redis_url": (_str, "Redis for --role ingest/edge: redis://[user:pass@]host:port[/db], rediss:// or unix://"),
+    "redis_prefix": (_str, "prefix of every Redis key the backplane uses (one per candlecast deployment)"),
+    "stream_maxlen": (_int(1000, 100_000_000), "approximate Redis Stream retention, entries (XADD MAXLEN ~)"),
+    "lease_ttl": (_float(0.1, 600.0), "ingest leader lease, seconds: a standby takes over this long after a crash"),
+    "ingest_buffer": (_int(1, 10_000_000), "candles an ingest buffers while Redis is unreachable (oldest dropped)"),
     "origins": (_list, "allowed WebSocket Origin values, comma-separated (empty: any)"),
     "tokens": (_list, "access tokens, comma-separated (empty: no auth)"),
     "log_level": (_choice(LOG_LEVELS), "log level"),
@@ -154,11 +193,21 @@ _OPTIONS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
     "stale_after": (_float(0.1), "seconds without upstream data before /readyz reports stale"),
     "reconnect_min": (_float(0.01), "first upstream reconnect delay, seconds"),
     "reconnect_max": (_float(0.01), "longest upstream reconnect delay, seconds"),
-    "chart_js": (_str, "the lightweight-charts ES module the dashboard loads (npm ci puts it in node_modules)"),
+    "chart_js": (_str, "the lightweight-charts ES module the dashboard loads (default: the one in the package)"),
     "loop": (_choice(("auto", "asyncio", "uvloop")), "event loop (auto: uvloop when installed)"),
     "ws_impl": (_choice(("websockets-sansio", "websockets", "wsproto")), "uvicorn's WebSocket implementation"),
     "proxy_headers": (parse_bool, "trust X-Forwarded-* from --forwarded-allow-ips"),
     "forwarded_allow_ips": (_str, "proxy addresses whose X-Forwarded-* headers are trusted"),
+    "jwt_secret": (_str, f"HS256 secret for signed tokens (JWT), at least {MIN_SECRET_BYTES} bytes"),
+    "jwt_public_key": (_str, "PEM file of the public key for RS256/ES256 signed tokens (JWT)"),
+    "jwt_algorithms": (_list, "JWT algorithms accepted (empty: HS256 with a secret, RS256,ES256 with a key)"),
+    "jwt_audience": (_str, "required JWT audience (aud), if set"),
+    "jwt_issuer": (_str, "required JWT issuer (iss), if set"),
+    "jwt_leeway": (_float(0.0, 300.0), "seconds of clock skew allowed on JWT exp and nbf"),
+    "auth_timeout": (_float(0.05, 60.0), "seconds a /ws client without a token has to send its auth message"),
+    "header_timeout": (_float(0.05, 3600.0), "seconds a connection has to send a complete HTTP request head"),
+    "keepalive_timeout": (_int(1, 3600), "seconds an idle keep-alive HTTP connection is kept open"),
+    "max_clients_per_ip": (_int(0, 1_000_000), "WebSocket clients per client address (0: no cap)"),
 }
 
 
@@ -174,8 +223,23 @@ def _fail(name: str, message: str) -> SettingsError:
     return SettingsError(f"invalid setting {_flag(name)} ({_env(name)}): {message}")
 
 
+def interval_set(s: Settings) -> IntervalSet:
+    """The base interval and the higher ones served; raises :class:`IntervalError`."""
+    if s.base_interval:
+        base = parse_interval(s.base_interval)
+    elif s.source == "sim":
+        base = interval_from_ms(max(1, round(s.bar_seconds * 1000)))
+    else:
+        base = parse_interval("1m")
+    return IntervalSet.build(base, tuple(parse_interval(name) for name in s.intervals))
+
+
 def _validate(s: Settings) -> None:
     """Cross-field checks; single-field ranges are checked by the converters."""
+    try:
+        interval_set(s)
+    except IntervalError as exc:
+        raise _fail("intervals" if s.intervals and s.base_interval is None else "base_interval", str(exc)) from None
     if s.source == "ws":
         if not s.upstream:
             raise _fail("upstream", "required with --source ws")
@@ -183,6 +247,10 @@ def _validate(s: Settings) -> None:
             raise _fail("upstream", f"must be a ws:// or wss:// URL, got {s.upstream!r}")
     if s.source == "replay" and not s.replay_file:
         raise _fail("replay_file", "required with --source replay")
+    try:
+        formats.resolve(s.format)
+    except formats.FormatError as exc:
+        raise _fail("format", str(exc)) from None
     if s.subscribe is not None:
         try:
             orjson.loads(s.subscribe)
@@ -193,12 +261,44 @@ def _validate(s: Settings) -> None:
     for sym in s.symbols:
         if not is_symbol(sym):
             raise _fail("symbols", f"bad symbol {sym!r}")
+    if s.role != "all" and not s.redis_url:
+        raise _fail("redis_url", f"required with --role {s.role}")
+    if s.redis_url and not re.match(r"^(rediss?://[^/\s]*|unix:///?\S+)", s.redis_url):
+        raise _fail("redis_url", f"must be a redis://, rediss:// or unix:// URL, got {s.redis_url[:60]!r}")
+    if not re.fullmatch(r"[\w.:{}-]{1,64}", s.redis_prefix):
+        raise _fail("redis_prefix", f"must be 1-64 letters, digits or ._:{{}}-, got {s.redis_prefix[:70]!r}")
     if s.reconnect_max < s.reconnect_min:
         raise _fail("reconnect_max", "must be at least --reconnect-min")
     if s.root_path and (not s.root_path.startswith("/") or s.root_path.endswith("/")):
         raise _fail("root_path", f"must start with / and not end with /, got {s.root_path!r}")
     if s.ws_ping_interval and s.ws_ping_timeout == 0:
         raise _fail("ws_ping_timeout", "must be positive while pings are on")
+    _validate_jwt(s)
+
+
+def _validate_jwt(s: Settings) -> None:
+    if s.jwt_secret is not None and len(s.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        raise _fail("jwt_secret", f"must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)")
+    if s.jwt_public_key is not None:
+        try:
+            pem = Path(s.jwt_public_key).read_bytes()
+        except OSError as exc:
+            raise _fail("jwt_public_key", f"cannot read {s.jwt_public_key!r}: {exc.strerror}") from None
+        try:
+            load_public_key(pem)
+        except TokenError as exc:
+            raise _fail("jwt_public_key", f"{s.jwt_public_key!r}: {exc.detail}") from None
+    for alg in s.jwt_algorithms:
+        if alg not in SECRET_ALGORITHMS and alg not in KEY_ALGORITHMS:
+            raise _fail("jwt_algorithms", f"unknown algorithm {alg!r}")
+        if alg in SECRET_ALGORITHMS and s.jwt_secret is None:
+            raise _fail("jwt_algorithms", f"{alg} needs --jwt-secret")
+        if alg in KEY_ALGORITHMS and s.jwt_public_key is None:
+            raise _fail("jwt_algorithms", f"{alg} needs --jwt-public-key")
+    jwt_on = s.jwt_secret is not None or s.jwt_public_key is not None
+    for name in ("jwt_audience", "jwt_issuer"):
+        if getattr(s, name) is not None and not jwt_on:
+            raise _fail(name, "needs --jwt-secret or --jwt-public-key")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -230,7 +330,7 @@ def load(args: argparse.Namespace | Mapping[str, str | None], environ: Mapping[s
             values[name] = conv(text)
         except ValueError as exc:
             raise _fail(name, str(exc)) from None
-    for name in _OPTIONAL:
+    for name in (*_OPTIONAL, *_JWT_OPTIONAL):
         if values.get(name) == "":
             values[name] = None  # an empty variable means "not set"
     return Settings(**values)
@@ -238,6 +338,9 @@ def load(args: argparse.Namespace | Mapping[str, str | None], environ: Mapping[s
 
 def from_argv(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     """Parse server flags (no sub-command) into :class:`Settings`."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="candlecast")
+    parser.add_argument("--version", action="version", version=f"candlecast {__version__}")
     add_arguments(parser)
     return load(parser.parse_args(list(argv)), environ)

@@ -3,13 +3,21 @@
 Runs in the event loop, one task per connection (uvicorn's), plus a writer task in the
 session's task group. The session:
 
-1. checks the Origin and the token *before* accepting (refused: HTTP 403), then accepts;
-2. parses the query (bad: an error frame, then close 1008);
-3. subscribes to the hub (full: close 1013; shutting down: close 1001);
-4. runs the writer (subscriber -> socket) in a task group while the host task reads control
-   messages; either ending cancels the other;
-5. unsubscribes, then closes with the code the hub chose (1013 slow, 1001 shutdown, 1008
-   abuse), unless the client is already gone. The close is shielded and bounded, so
+1. checks the Origin and a token offered in the query or an ``Authorization`` header *before*
+   accepting (refused: HTTP 403); takes one of its address's slots (``--max-clients-per-ip``),
+   then accepts (no slot: close 1013);
+2. where auth is on and no token came with the request, waits (``--auth-timeout``) for a first
+   message ``{"op":"auth","token":...}``: nothing is sent before it; a missing or refused token
+   gets an error frame, then close 1008;
+3. parses the query (bad: an error frame, then close 1008), and keeps only the symbols the
+   token grants (the others are named in an error frame);
+4. subscribes to the hub (full: close 1013; shutting down: close 1001);
+5. runs the writer (subscriber -> socket) and, for a token that expires, a timer that ends the
+   session then (close 4001, "token expired") in a task group while the host task reads control
+   messages (rate-limited: :data:`~candlecast.protocol.CONTROL_RATE`); either ending cancels the
+   other;
+6. unsubscribes, then closes with the code the hub chose (1013 slow, 1001 shutdown, 1008
+   abuse, 4001 expired), unless the client is already gone. The close is shielded and bounded, so
    cancellation cannot skip it and a dead peer cannot hold the task; a 1013 waits longer
    (unshielded) for a stalled client's socket to take the close frame.
 
@@ -26,13 +34,19 @@ import anyio
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from .auth import offered_token, origin_ok, token_ok
+from .auth import offered_token, origin_ok
+from .guard import Guard
 from .hub import Hub, HubClosed, HubFull, Reply, Subscriber, Update
+from .limits import TokenBucket
 from .protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
+    CLOSE_TOKEN_EXPIRED,
     CLOSE_TRY_AGAIN,
+    CONTROL_BURST,
+    CONTROL_RATE,
     MAX_ERRORS,
+    MAX_RATE_LIMITED,
     ProtocolError,
     error_frame,
     parse_command,
@@ -42,6 +56,7 @@ from .protocol import (
 )
 from .runtime import Runtime
 from .stats import Stats
+from .tokens import Grant, TokenError
 
 log = logging.getLogger(__name__)
 
@@ -58,37 +73,94 @@ class StreamEndpoint:
     server's ``send`` (no per-frame wrapper); Starlette's :class:`WebSocket` still handles
     accept, receive and close."""
 
-    def __init__(self, runtime: Callable[[], Runtime]) -> None:
+    def __init__(self, runtime: Callable[[], Runtime], guard: Guard) -> None:
         self._runtime = runtime
+        self._guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await session(self._runtime(), WebSocket(scope, receive, send), send)
+        await session(self._runtime(), WebSocket(scope, receive, send), send, self._guard)
 
 
-async def session(runtime: Runtime, websocket: WebSocket, send: Send) -> None:
+async def session(runtime: Runtime, websocket: WebSocket, send: Send, guard: Guard) -> None:
     """One client session, from the handshake to the close frame."""
-    settings, hub, stats = runtime.settings, runtime.hub, runtime.stats
+    settings, stats, verifier = runtime.settings, runtime.stats, guard.verifier
     headers = websocket.headers
-    offered = offered_token(websocket.query_params.get("token"), headers.get("authorization"))
-    if not origin_ok(settings.origins, headers.get("origin")) or not token_ok(settings.tokens, offered):
+    if not origin_ok(settings.origins, headers.get("origin")):
         stats.rejected_clients += 1
         await websocket.close(CLOSE_POLICY)  # before accept: an HTTP 403
         return
-    await websocket.accept()
+    grant: Grant | None = None
+    offered = offered_token(websocket.query_params.get("token"), headers.get("authorization"))
+    if offered or not verifier.required:
+        try:
+            grant = verifier.verify(offered, time.time())
+        except TokenError as exc:
+            guard.auth_failed(exc)
+            stats.rejected_clients += 1
+            await websocket.close(CLOSE_POLICY)  # before accept: an HTTP 403
+            return
+    address = websocket.client.host if websocket.client else ""
+    with guard.per_address.admit(address) as admitted:
+        await websocket.accept()
+        if not admitted:
+            guard.address_refused += 1
+            stats.rejected_clients += 1
+            await _close(websocket, CLOSE_TRY_AGAIN, "too many connections from your address")
+            return
+        if grant is None:
+            grant = await _authenticate(websocket, guard, stats)
+            if grant is None:
+                return
+        await _serve(runtime, websocket, send, guard, grant)
+
+
+async def _authenticate(websocket: WebSocket, guard: Guard, stats: Stats) -> Grant | None:
+    """Wait (bounded) for the first message, an ``auth`` op; its grant, or None once the client
+    has been told why and closed."""
+    message = None
+    with anyio.move_on_after(guard.auth_timeout):
+        message = await websocket.receive()
+    if message is not None and message["type"] == "websocket.disconnect":
+        return None
     try:
-        options = parse_query(websocket.query_params, max_history=settings.history)
+        if message is None:
+            raise ProtocolError("auth_timeout", 'no {"op":"auth","token":...} message in time')
+        data = message.get("text")
+        cmd = parse_command(data if data is not None else message.get("bytes") or b"")
+        if cmd.op != "auth":
+            raise ProtocolError("auth_required", 'send {"op":"auth","token":...} first')
+        return guard.verifier.verify(cmd.token, time.time())
+    except (ProtocolError, TokenError) as exc:
+        if isinstance(exc, TokenError):
+            guard.auth_failed(exc)
+        stats.rejected_clients += 1
+        await websocket.send_text(error_frame(ProtocolError(exc.code, exc.detail)))
+        await _close(websocket, CLOSE_POLICY, exc.code)
+        return None
+
+
+async def _serve(runtime: Runtime, websocket: WebSocket, send: Send, guard: Guard, grant: Grant) -> None:
+    """An accepted, authorized client: query, subscription, writer and reader, close."""
+    settings, hub, stats = runtime.settings, runtime.hub, runtime.stats
+    try:
+        options = parse_query(websocket.query_params, max_history=settings.history, intervals=hub.intervals)
     except ProtocolError as exc:
         stats.rejected_clients += 1
         await websocket.send_text(error_frame(exc))
         await _close(websocket, CLOSE_POLICY, exc.code)
         return
+    symbols, refused = grant.limit(options.symbols)
+    if refused:
+        await websocket.send_text(error_frame(_forbidden(refused)))
     scope = anyio.CancelScope()
     try:
-        async with hub.subscribe(options.symbols, history=options.history, on_end=scope.cancel) as sub:
+        async with hub.subscribe(symbols, history=options.history, on_end=scope.cancel) as sub:
             with scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_writer, send, sub, options.batch, stats, tg.cancel_scope.cancel)
-                    await _reader(websocket, hub, sub, stats)
+                    if grant.expires is not None:
+                        tg.start_soon(_expire, sub, grant.expires, guard)
+                    await _reader(websocket, hub, sub, stats, grant, guard)
                     tg.cancel_scope.cancel()
     except HubFull:
         stats.rejected_clients += 1
@@ -135,18 +207,40 @@ async def _send_close(websocket: WebSocket, code: int, reason: str) -> None:
         pass  # the peer went away first
 
 
-async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats) -> None:
-    """Control messages until the client disconnects or abuses the protocol."""
-    errors = 0
+def _forbidden(symbols: tuple[str, ...]) -> ProtocolError:
+    listed = ", ".join(symbols[:20]) + (f" and {len(symbols) - 20} more" if len(symbols) > 20 else "")
+    return ProtocolError("forbidden_symbols", f"your token does not allow: {listed}")
+
+
+async def _expire(sub: Subscriber, expires: float, guard: Guard) -> None:
+    """End the session when its token expires (close 4001)."""
+    await anyio.sleep(max(0.0, expires - time.time()))
+    guard.expired_sessions += 1
+    sub.end(CLOSE_TOKEN_EXPIRED, "token expired")
+
+
+async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats, grant: Grant, guard: Guard) -> None:
+    """Control messages until the client disconnects or abuses the protocol (too many bad
+    messages, or too many past the rate limit: 1008)."""
+    errors = limited = 0
+    bucket = TokenBucket(CONTROL_RATE, CONTROL_BURST, time.monotonic())
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
+        if not bucket.take(time.monotonic()):
+            guard.rate_limited += 1
+            limited += 1
+            if limited > MAX_RATE_LIMITED:
+                sub.end(CLOSE_POLICY, "too many messages")
+                return
+            sub.queue(Reply(error_frame(ProtocolError("rate_limited", f"at most {CONTROL_RATE:g} messages/s"))))
+            continue
         data = message.get("text")
         if data is None:
             data = message.get("bytes") or b""
         try:
-            cmd = parse_command(data)
+            cmd = parse_command(data, hub.intervals)
         except ProtocolError as exc:
             stats.client_errors += 1
             errors += 1
@@ -158,10 +252,26 @@ async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats)
         if cmd.op == "ping":
             sub.queue(Reply(pong_frame(time.time_ns() // 1_000_000, cmd.id)))
         elif cmd.op == "subscribe":
+            symbols = cmd.symbols
+            refused = grant.refused(symbols)
+            if refused:  # named in an error frame; the allowed ones are still subscribed
+                stats.client_errors += 1
+                sub.queue(Reply(error_frame(_forbidden(refused))))
+                symbols = tuple(s for s in symbols if s not in refused)
             # the reply goes first; the new symbols' snapshot follows it in the same queue
-            after = None if sub.symbols is None else sub.symbols | frozenset(cmd.symbols)
+            after = None if sub.symbols is None else sub.symbols | frozenset(symbols)
             sub.queue(Reply(reply_frame("subscribed", after, cmd.id)))
-            hub.add_symbols(sub, cmd.symbols)
+            hub.add_symbols(sub, symbols)
+        elif cmd.op == "auth":
+            # Already authorized (by the request, or no auth is configured): a token that verifies
+            # is acknowledged silently, the session keeps the grant and expiry it started with
+            # (no renewal in place: a fresh token means a new connection).
+            try:
+                guard.verifier.verify(cmd.token, time.time())
+            except TokenError as exc:
+                guard.auth_failed(exc)
+                stats.client_errors += 1
+                sub.queue(Reply(error_frame(ProtocolError(exc.code, exc.detail))))
         else:
             hub.remove_symbols(sub, cmd.symbols)
             sub.queue(Reply(reply_frame("unsubscribed", sub.symbols, cmd.id)))

@@ -71,7 +71,8 @@ async def candlecast(
     port = sock.getsockname()[1]
     service = Service(dataclasses.replace(settings, port=port))
     server = Server(
-        config(service.asgi, dataclasses.replace(settings, port=port, log_level=log_level)), drain=service.drain
+        config(service.asgi, dataclasses.replace(settings, port=port, log_level=log_level), guard=service.guard),
+        drain=service.drain,
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])

@@ -162,8 +162,15 @@ async def test_token_and_origin_are_checked_before_accepting() -> None:
 
 
 async def _auth_checks(cc: Candlecast) -> None:
+    # no token in the request: accepted, but only an auth message may come first
+    async with client(cc.ws_url(), origin="http://good.example") as ws:
+        await ws.send('{"op":"ping"}')
+        assert (await recv_json(ws))["error"] == "auth_required"
+        with pytest.raises(ConnectionClosed) as closed:
+            await recv_json(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     with pytest.raises(InvalidStatus) as refused:
-        async with client(cc.ws_url(), origin="http://good.example"):
+        async with client(cc.ws_url("token=wrong"), origin="http://good.example"):
             pass
     assert refused.value.response.status_code == 403
     with pytest.raises(InvalidStatus):

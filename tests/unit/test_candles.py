@@ -36,16 +36,16 @@ KLINE: dict[str, Any] = {
 def test_seed_maps_c_before_h_and_l() -> None:
     """The seed bar is [ot, o, c, h, l]: close comes before high and low."""
     msg = {"symbol": "EURUSD", "time": 1_700_000_000_500, "candles": [1_700_000_000_000, 1.1, 1.2, 1.3, 1.0]}
-    assert parse_seed(msg) == Candle("EURUSD", 1_700_000_000_500, 1_700_000_000_000, 1.1, 1.3, 1.0, 1.2)
+    assert parse_seed(msg) == [Candle("EURUSD", 1_700_000_000_500, 1_700_000_000_000, 1.1, 1.3, 1.0, 1.2)]
 
 
 def test_seed_passes_times_through_unchanged() -> None:
-    c = parse_seed({"symbol": "X", "time": 17.5, "candles": [3, 1, 1, 1, 1]})
-    assert c is not None and (c.t, c.ot) == (17.5, 3)
+    [c] = parse_seed({"symbol": "X", "time": 17.5, "candles": [3, 1, 1, 1, 1]})
+    assert (c.t, c.ot) == (17.5, 3)
 
 
 def test_seed_without_candles_is_not_a_candle() -> None:
-    assert parse_seed({"type": "heartbeat"}) is None
+    assert parse_seed({"type": "heartbeat"}) == []
 
 
 @pytest.mark.parametrize(
@@ -75,8 +75,9 @@ def test_seed_rejects_malformed_with_a_reason(msg: Any, reason: str) -> None:
 
 
 def test_binance_raw_kline_uses_k_t_and_string_prices() -> None:
-    c = parse_binance(KLINE)
-    assert c == Candle("BNBBTC", 1_700_000_000_123, 1_700_000_000_000, 0.0016, 0.0025, 0.0015, 0.002, 1000.0)
+    assert parse_binance(KLINE) == [
+        Candle("BNBBTC", 1_700_000_000_123, 1_700_000_000_000, 0.0016, 0.0025, 0.0015, 0.002, 1000.0)
+    ]
 
 
 def test_binance_combined_stream_is_unwrapped() -> None:
@@ -85,7 +86,7 @@ def test_binance_combined_stream_is_unwrapped() -> None:
 
 @pytest.mark.parametrize("msg", [{"result": None, "id": 1}, {"e": "serverShutdown", "E": 1}, {"e": "trade"}])
 def test_binance_non_kline_events_are_not_candles(msg: Any) -> None:
-    assert parse_binance(msg) is None
+    assert parse_binance(msg) == []
 
 
 @pytest.mark.parametrize(
@@ -116,9 +117,9 @@ def test_binance_missing_field_is_a_shape_error() -> None:
 
 def test_candle_format_round_trips_the_wire_encoding() -> None:
     c = Candle("ETHUSD", 2, 1, 10.0, 12.0, 9.0, 11.0, 3.5)
-    assert parse(parse_candle, encode(c)) == c
+    assert parse(parse_candle, encode(c)) == [c]
     no_volume = Candle("ETHUSD", 2, 1, 10.0, 12.0, 9.0, 11.0)
-    assert parse(parse_candle, encode(no_volume)) == no_volume
+    assert parse(parse_candle, encode(no_volume)) == [no_volume]
 
 
 def test_encode_keeps_wire_key_order_and_omits_unknown_volume() -> None:

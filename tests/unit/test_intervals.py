@@ -11,6 +11,7 @@ from candlecast.intervals import Aggregator, Interval, IntervalError, fold, pars
 
 MIN = 60_000
 DAY = 86_400_000
+T0 = 1_699_999_200_000  # epoch ms, a whole number of 15 minutes
 
 
 def base(ot: int, o: float, h: float, l: float, c: float, v: float | None = 1.0, t: int | None = None) -> Candle:  # noqa: E741
@@ -65,8 +66,15 @@ def test_aggregate_table_five_minutes_from_one_minute_bars() -> None:
 def test_bucket_older_than_the_kept_ones_is_ignored() -> None:
     agg = Aggregator(parse_interval("5m"), keep=2)
     for k in range(3):
-        assert agg.update(base(k * 5 * MIN, 1, 1, 1, 1)) is not None
-    assert agg.update(base(0, 1, 2, 1, 1)) is None
+        assert agg.update(base(T0 + k * 5 * MIN, 1, 1, 1, 1)) is not None
+    assert agg.update(base(T0, 1, 2, 1, 1)) is None
+
+
+def test_seconds_stay_seconds() -> None:
+    """A source whose times are epoch seconds gets aggregates in seconds."""
+    agg = Aggregator(parse_interval("5m"))
+    got = agg.update(Candle("A", 1_700_000_130, 1_700_000_100, 1, 1, 1, 1))
+    assert got is not None and got.ot == 1_700_000_100 - 1_700_000_100 % 300 and got.i == "5m"
 
 
 prices = st.floats(min_value=1, max_value=1000, allow_nan=False, allow_infinity=False)
@@ -77,7 +85,7 @@ def base_updates(draw: st.DrawFn) -> list[Candle]:
     """Updates of base 1 m bars over a few 5 m buckets, in any order, with any volumes."""
     out: list[Candle] = []
     for _ in range(draw(st.integers(1, 40))):
-        ot = draw(st.integers(0, 14)) * MIN
+        ot = T0 + draw(st.integers(0, 14)) * MIN
         o, c = draw(prices), draw(prices)
         h = max(o, c) + draw(st.floats(0, 10))
         l = min(o, c) - draw(st.floats(0, 0.9))  # noqa: E741
@@ -100,10 +108,11 @@ def test_incremental_aggregate_equals_recomputing_from_base_bars(updates: list[C
         got = agg.update(candle)
         assert got is not None
         members = [latest[k] for k in sorted(latest) if interval.start(k) == bucket]
-        expected = fold(members, candle.s, bucket)
+        expected = fold(members, candle.s, bucket, interval.name)
         # t is the newest base bar's t; the rest must match exactly
-        assert (got.s, got.ot, got.o, got.h, got.l, got.c) == (
+        assert (got.s, got.i, got.ot, got.o, got.h, got.l, got.c) == (
             expected.s,
+            expected.i,
             expected.ot,
             expected.o,
             expected.h,
@@ -113,4 +122,4 @@ def test_incremental_aggregate_equals_recomputing_from_base_bars(updates: list[C
         if expected.v is None:
             assert got.v is None
         else:
-            assert got.v == pytest.approx(expected.v)
+            assert got.v == pytest.approx(expected.v, rel=1e-9, abs=1e-6)

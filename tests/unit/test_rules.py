@@ -15,7 +15,8 @@ from candlecast.settings import Settings, SettingsError
 SYMBOLS = [
     ("BTCUSD", True),
     ("EUR/USD", True),
-    ("btcusdt@kline_1m", True),
+    ("btcusdt@kline_1m", False),
+    ("BTC-USDT", True),
     ("ÄÖÜ", True),
     ("S" * 32, True),
     ("S" * 33, False),

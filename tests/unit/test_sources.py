@@ -70,15 +70,15 @@ def test_normalizer_counts_and_rate_limits_its_log(caplog: pytest.LogCaptureFixt
     norm = Normalizer(FORMATS["seed"], clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="candlecast.upstream"):
         for _ in range(5):
-            assert norm("{bad") is None
+            assert norm("{bad") == ()
         now[0] = 1.5
-        assert norm("{bad") is None
+        assert norm("{bad") == ()
     assert norm.malformed["json"] == 6
     records = [r for r in caplog.records if "malformed" in r.getMessage()]
     assert len(records) == 2
     assert "4 more since the last report" in records[1].getMessage()
     good = norm(b'{"symbol":"A","time":1,"candles":[1,1,1,1,1]}')
-    assert good == Candle("A", 1, 1, 1.0, 1.0, 1.0, 1.0)
+    assert good == [Candle("A", 1, 1, 1.0, 1.0, 1.0, 1.0)]
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..settings import Settings
+from ..settings import Settings, interval_set
 from .base import Emit, Normalizer, Source, Upstream
 
 
 def build(settings: Settings) -> Source:
     """The source that ``settings`` select, not yet running."""
-    from ..candles import FORMATS
+    from ..formats import resolve
 
     if settings.source == "sim":
         from .sim import SimSource
@@ -19,8 +19,9 @@ def build(settings: Settings) -> Source:
             bar_seconds=settings.bar_seconds,
             seed=settings.seed,
             backfill=min(settings.backfill, settings.history),
+            higher=[(i.ms, i.name) for i in interval_set(settings).higher],
         )
-    normalizer = Normalizer(FORMATS[settings.format])
+    normalizer = Normalizer(resolve(settings.format))  # Settings checked that it resolves
     if settings.source == "ws":
         from .websocket import WebSocketSource
 

@@ -12,10 +12,10 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from ..candles import REASONS, Candle, Format, MalformedMessage, parse
+from ..candles import REASONS, Candle, Format, MalformedMessage, decode
 
 log = logging.getLogger("candlecast.upstream")
 
@@ -62,10 +62,13 @@ class Upstream:
 
 
 class Normalizer:
-    """Raw upstream message -> :class:`Candle` or ``None``, never raising.
+    """Raw upstream message -> the candles it carries (often one, none for an ack or a
+    heartbeat, several where the broker batches them), never raising.
 
     Malformed messages are counted per reason, logged at most once per second per reason
-    (with how many were suppressed), and skipped.
+    (with how many were suppressed), and skipped. The format may be a plug-in: one that raises
+    anything but :class:`MalformedMessage`, or returns anything but a list or tuple of
+    :class:`Candle`, has that message counted under ``format`` and skipped; the feed goes on.
     """
 
     def __init__(self, fmt: Format, *, clock: Callable[[], float] = time.monotonic, log_interval: float = 1.0) -> None:
@@ -76,20 +79,33 @@ class Normalizer:
         self._last_logged: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def __call__(self, raw: bytes | str) -> Candle | None:
+    def __call__(self, raw: bytes | str) -> Sequence[Candle]:
         try:
-            return parse(self._fmt, raw)
+            msg = decode(raw)
         except MalformedMessage as exc:
             self.reject(exc, raw)
-            return None
+            return ()
+        return self.feed(msg, raw)
 
-    def feed(self, msg: object) -> Candle | None:
+    def feed(self, msg: object, raw: object = None) -> Sequence[Candle]:
         """Like calling it, for a message already decoded from JSON (replay records)."""
         try:
-            return self._fmt(msg)
+            candles = self._fmt(msg)
         except MalformedMessage as exc:
-            self.reject(exc, msg)
-            return None
+            self.reject(exc, msg if raw is None else raw)
+            return ()
+        except Exception as exc:  # a plug-in's bug must not end the feed: counted, logged, skipped
+            failed = MalformedMessage("format", f"{_name(self._fmt)} raised {type(exc).__name__}: {exc}")
+            self.reject(failed, msg if raw is None else raw)
+            return ()
+        if type(candles) is list or type(candles) is tuple:
+            if all(type(c) is Candle for c in candles):
+                return candles
+        wrong = MalformedMessage(
+            "format", f"{_name(self._fmt)} returned {type(candles).__name__}, not a list of candles"
+        )
+        self.reject(wrong, msg if raw is None else raw)
+        return ()
 
     def reject(self, exc: MalformedMessage, raw: object) -> None:
         reason = exc.reason
@@ -103,6 +119,10 @@ class Normalizer:
         suppressed = self._suppressed.pop(reason, 0)
         more = f" ({suppressed} more since the last report)" if suppressed else ""
         log.warning("skipped malformed upstream message: %s%s; message starts %r", exc, more, str(raw)[:120])
+
+
+def _name(fmt: Format) -> str:
+    return f"{getattr(fmt, '__module__', '?')}.{getattr(fmt, '__qualname__', type(fmt).__name__)}"
 
 
 def backoff(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:

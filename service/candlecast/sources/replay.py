@@ -2,7 +2,8 @@
 
 Each line is either a record written by ``candlecast record`` -- ``{"at": <epoch seconds>,
 "msg": <upstream message>}`` -- or a bare upstream message of the configured format. Records
-are paced by ``at``; bare lines by the candle's ``t`` (either epoch unit, see :func:`candlecast.rules.epoch_seconds`).
+are paced by ``at``; bare lines by their first candle's ``t`` (either epoch unit, see
+:func:`candlecast.rules.epoch_seconds`).
 ``speed`` scales the pace (2: twice as fast); 0 replays as fast as the bridge takes it.
 Malformed lines are counted and skipped like any upstream message. At the end of the file the
 source stops and marks the upstream finished; the hub keeps serving the last state.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 from ..candles import Candle, MalformedMessage, decode
 from ..rules import epoch_seconds
@@ -41,28 +43,29 @@ class ReplaySource:
                         continue
                     up.messages += 1
                     up.last_message = time.monotonic()
-                    at, candle = self._read(line)
-                    if candle is None:
+                    at, candles = self._read(line)
+                    if not candles:
                         continue
                     if self.speed > 0:
-                        recorded = at if at is not None else epoch_seconds(candle.t)
+                        recorded = at if at is not None else epoch_seconds(candles[0].t)
                         if origin is None:
                             origin = (recorded, time.monotonic())
                         due = origin[1] + (recorded - origin[0]) / self.speed
                         delay = due - time.monotonic()
                         if delay > 0 and stop.wait(delay):
                             return
-                    emit(candle)
+                    for candle in candles:
+                        emit(candle)
             finally:
                 up.connected = False
                 up.finished = True
 
-    def _read(self, line: bytes) -> tuple[float | None, Candle | None]:
+    def _read(self, line: bytes) -> tuple[float | None, Sequence[Candle]]:
         try:
             obj = decode(line)
         except MalformedMessage as exc:
             self.normalizer.reject(exc, line)
-            return None, None
+            return None, ()
         if isinstance(obj, dict) and "msg" in obj and isinstance(obj.get("at"), int | float):
             msg = obj["msg"]
             if isinstance(msg, str):  # a recorded message that was not JSON

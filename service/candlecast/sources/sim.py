@@ -21,6 +21,13 @@ from .base import Emit, Upstream
 # Catch-up bound: after a stall (a full bridge, a suspended process), emit at most this many
 # updates at once instead of the whole backlog.
 _MAX_BURST = 10_000
+#: Most base bars per symbol the backfill makes up to cover whole buckets of a higher interval
+#: (a day of 1 m bars).
+MAX_BASE_BACKFILL = 1440
+
+
+def _round(price: float) -> float:
+    return round(price, 4 if price < 10 else 2)
 
 
 class _Bar:
@@ -54,13 +61,29 @@ class Simulator:
         self._move(s, bar)
         return Candle(s=s, t=now_ms, ot=bar.ot, o=bar.o, h=bar.h, l=bar.l, c=bar.c, v=bar.v)
 
-    def backfill(self, now_ms: int, bars: int) -> list[Candle]:
-        """``bars`` finished bars per symbol before the one ``now_ms`` falls in, oldest first,
-        so a dashboard has history from the first second. Live steps continue from them."""
+    def backfill(self, now_ms: int, bars: int, higher: Sequence[tuple[int, str]] = ()) -> list[Candle]:
+        """Made-up history before the bar ``now_ms`` falls in, so a dashboard has history from
+        the first second, in every interval. Live steps continue from it.
+
+        Without ``higher`` intervals: ``bars`` finished base bars per symbol. With them (each
+        ``(length ms, name)``): first ``bars`` finished bars of each higher interval (tagged
+        with its name) ending where the base bars start, then base bars from the start of the
+        largest interval's bucket (of at most :data:`MAX_BASE_BACKFILL` base bars) that is at
+        least ``bars`` base bars back, up to now; the hub builds the higher intervals' recent
+        bars from those, replacing the made-up ones."""
         out: list[Candle] = []
         current = now_ms - now_ms % self._bar_ms
-        for k in range(bars, 0, -1):
-            ot = current - k * self._bar_ms
+        start = current - bars * self._bar_ms
+        if higher and bars:
+            # base bars cover whole buckets of the largest interval that spans at most
+            # MAX_BASE_BACKFILL base bars; a longer interval's current bar starts partial
+            spans = [ms for ms, _ in higher if ms // self._bar_ms <= max(bars, MAX_BASE_BACKFILL)]
+            if spans:
+                start -= start % max(spans)
+            for ms, name in higher:
+                for s in self._symbols:
+                    out.extend(self._made_up(s, start - start % ms, ms, name, bars))
+        for ot in range(start, current, self._bar_ms):
             for s in self._symbols:
                 bar = _Bar(ot, self._price[s])
                 for _ in range(12):
@@ -68,9 +91,27 @@ class Simulator:
                 out.append(Candle(s, ot + self._bar_ms - 1, ot, bar.o, bar.h, bar.l, bar.c, bar.v))
         return out
 
+    def _made_up(self, s: str, end: int, ms: int, name: str, bars: int) -> list[Candle]:
+        """``bars`` bars of ``ms`` ms ending at ``end`` whose last close is the price now: a
+        random walk taken backwards."""
+        rng = self._rng
+        scale = 0.0024 * math.sqrt(ms / self._bar_ms)
+        price = self._price[s]
+        made: list[Candle] = []
+        for k in range(1, bars + 1):
+            close = price
+            open_ = _round(close * math.exp(rng.gauss(0.0, scale)))
+            high = max(open_, close, _round(max(open_, close) * (1 + abs(rng.gauss(0.0, scale / 2)))))
+            low = min(open_, close, _round(min(open_, close) * (1 - abs(rng.gauss(0.0, scale / 2)))))
+            ot = end - k * ms
+            volume = round(rng.uniform(0.01, 5.0) * 12 * ms / self._bar_ms, 4)
+            made.append(Candle(s, ot + ms - 1, ot, open_, high, low, close, volume, name))
+            price = open_
+        made.reverse()
+        return made
+
     def _move(self, s: str, bar: _Bar) -> None:
-        price = self._price[s] * math.exp(self._rng.gauss(0.0, 0.0008 * 3))
-        price = round(price, 4 if price < 10 else 2)
+        price = _round(self._price[s] * math.exp(self._rng.gauss(0.0, 0.0008 * 3)))
         self._price[s] = price
         bar.c = price
         bar.h = max(bar.h, price)
@@ -89,11 +130,13 @@ class SimSource:
         bar_seconds: float = 60.0,
         seed: int = 1,
         backfill: int = 0,
+        higher: Sequence[tuple[int, str]] = (),
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.sim = Simulator(symbols, bar_seconds=bar_seconds, seed=seed)
         self.rate = rate
         self.backfill = backfill
+        self.higher = tuple(higher)
         self.upstream = Upstream()
         self.malformed: Mapping[str, int] = {}  # made-up data is never malformed
         self._wall_ms = wall_ms
@@ -102,7 +145,7 @@ class SimSource:
         up = self.upstream
         up.connected = True
         up.connects += 1
-        for candle in self.sim.backfill(self._wall_ms(), self.backfill):
+        for candle in self.sim.backfill(self._wall_ms(), self.backfill, self.higher):
             emit(candle)
         start = time.monotonic()
         sent = 0

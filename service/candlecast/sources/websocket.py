@@ -2,8 +2,12 @@
 
 Connects, sends the optional subscribe message, and feeds every message through the
 normalizer. On any failure it reconnects with capped exponential backoff and jitter, forever,
-until stopped. Keepalive: the client pings every 20 s and drops a broker that does not pong
-within 20 s (Binance, for its part, pings every 20 s; the sync client answers automatically).
+until stopped. A session that delivered data resets the backoff however it ended (a clean close,
+or a connection dropped without one): after a healthy session the next attempt waits only
+``reconnect_min``; only failures in a row back off.
+
+Keepalive: the client pings every 20 s and drops a broker that does not pong within 20 s
+(Binance, for its part, pings every 20 s; the sync client answers automatically).
 
 :meth:`WebSocketSource.wake` (called from the loop's thread at shutdown) shuts the socket down,
 which ends a blocked ``recv`` at once; the backoff wait ends on the stop event.
@@ -54,30 +58,30 @@ class WebSocketSource:
         self._lock = threading.Lock()
         self._conn: ClientConnection | None = None
         self._stopping = False
+        self._got_data = False  # the current session has delivered a message
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
         attempt = 0
         up = self.upstream
         while not stop.is_set():
+            self._got_data = False
             try:
-                got_data = self._session(emit, stop)
+                self._session(emit, stop)
             except (OSError, WebSocketException, TimeoutError) as exc:
-                got_data = False
                 if not stop.is_set():
                     log.warning("upstream %s: %s: %s", self.url, type(exc).__name__, exc)
             if stop.is_set():
                 break
-            attempt = 0 if got_data else attempt + 1
+            attempt = 0 if self._got_data else attempt + 1
             delay = backoff(attempt, initial=self.reconnect_min, maximum=self.reconnect_max, rng=self._rng)
             log.info("upstream %s: reconnecting in %.2fs", self.url, delay)
             stop.wait(delay)
             up.reconnects += 1
 
-    def _session(self, emit: Emit, stop: threading.Event) -> bool:
-        """One connection, until it closes; returns whether any message arrived."""
+    def _session(self, emit: Emit, stop: threading.Event) -> None:
+        """One connection, until it closes or fails; sets ``_got_data`` on the first message."""
         up = self.upstream
         normalize = self.normalizer
-        got_data = False
         with connect(
             self.url,
             open_timeout=self.open_timeout,
@@ -90,7 +94,7 @@ class WebSocketSource:
         ) as conn:
             with self._lock:
                 if self._stopping:
-                    return False
+                    return
                 self._conn = conn
             try:
                 up.connected = True
@@ -101,9 +105,8 @@ class WebSocketSource:
                 for raw in conn:
                     up.messages += 1
                     up.last_message = time.monotonic()
-                    got_data = True
-                    candle = normalize(raw)
-                    if candle is not None:
+                    self._got_data = True
+                    for candle in normalize(raw):
                         emit(candle)
                     if stop.is_set():
                         break
@@ -112,7 +115,6 @@ class WebSocketSource:
                 up.connected = False
                 with self._lock:
                     self._conn = None
-        return got_data
 
     def wake(self) -> None:
         with self._lock:

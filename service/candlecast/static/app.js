@@ -10,8 +10,14 @@
 // socket fails abnormally (close 1006, or closed before it ever opened) the page asks api/symbols
 // once why, since a refused token or Origin is an HTTP 403 the browser hides behind 1006; it says
 // so in #notice and keeps reconnecting with backoff. Chart colours come from style.css.
+//
+// Access token: #token=… in the page's URL (a fragment never reaches a server or its logs), or
+// ?token=…. The page never puts it in a URL it requests: api/* get an Authorization header, and the
+// WebSocket's first message is {"op":"auth","token":…}. A token that expires ends the connection
+// with close code 4001.
 
 const params = new URLSearchParams(location.search);
+const TOKEN = new URLSearchParams(location.hash.slice(1)).get("token") || params.get("token") || "";
 const HISTORY = clampInt(params.get("history"), 300, 1, 5000);
 const STALE_MS = clampInt(params.get("stale"), 10, 1, 3600) * 1000;
 const BACKOFF_MIN = 500;
@@ -73,7 +79,7 @@ function notice(text, holdMs = 0) {
 }
 
 const TOKEN_REFUSED = "The server refused the access token (HTTP 401 from api/symbols). Open this page " +
-  "with a valid ?token=… in its URL; retrying in the background.";
+  "with a valid #token=… in its URL; retrying in the background.";
 
 // The chart colours, from the custom properties in style.css (:root).
 function readColors() {
@@ -98,7 +104,7 @@ function writeUrl() {
     q.delete("symbols");
     q.set("symbol", state.symbols[0] ?? "");
   }
-  history.replaceState(null, "", `${location.pathname}?${q}`);
+  history.replaceState(null, "", `${location.pathname}?${q}${location.hash}`);
 }
 
 function renderControls() {
@@ -238,17 +244,12 @@ function label(c, m) {
 
 // -- connection ---------------------------------------------------------------------------------
 
-function withToken(url) {
-  const token = params.get("token");
-  if (token) url.searchParams.set("token", token);
-  return url;
-}
-
-// GET api/symbols with the page's token: {status, symbols}; status 0 when the server is unreachable.
+// GET api/symbols with the page's token (a header, never in the URL): {status, symbols}; status 0
+// when the server is unreachable.
 async function fetchSymbols() {
   let res;
   try {
-    res = await fetch(withToken(new URL("api/symbols", location.href)));
+    res = await fetch(new URL("api/symbols", location.href), TOKEN ? { headers: { Authorization: `Bearer ${TOKEN}` } } : {});
   } catch {
     return { status: 0, symbols: [] };
   }
@@ -279,7 +280,7 @@ function wsUrl() {
   const url = new URL("ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.search = new URLSearchParams({ symbols: state.symbols.join(","), history: String(HISTORY), batch: "1" });
-  return withToken(url).href;
+  return url.href; // no token here: it goes in the first message (see onopen)
 }
 
 function connect() {
@@ -296,8 +297,9 @@ function connect() {
   let opened = false;
   let serverError = ""; // the last error frame on this connection, for the close notice
   ws = new WebSocket(wsUrl());
-  ws.onopen = () => {
+  ws.onopen = (event) => {
     opened = true;
+    if (TOKEN) event.target.send(JSON.stringify({ op: "auth", token: TOKEN }));
   };
   ws.onmessage = (event) => {
     if (mine !== generation) return;
@@ -313,6 +315,9 @@ function connect() {
     }
     const items = (Array.isArray(msg) ? msg : [msg]).filter((m) => m !== null && typeof m === "object");
     const candles = items.filter((m) => typeof m.s === "string");
+    // resync: the server (a scale-out edge that missed candles) re-sends a snapshot next; let it
+    // re-seed every chart with setData instead of being taken as updates.
+    if (items.some((m) => m.op === "resync")) for (const c of state.charts.values()) c.seeded = false;
     for (const m of items) {
       if (m.op !== "error") continue;
       console.warn("candlecast:", m.error, m.detail);
@@ -336,7 +341,9 @@ function connect() {
     setStatus("reconnecting");
     const delay = Math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** attempt) * (0.5 + Math.random() / 2);
     attempt += 1;
-    if (event.code === 1008) {
+    if (event.code === 4001) {
+      notice("The access token has expired: open this page again from the app that gave you its link.");
+    } else if (event.code === 1008) {
       notice(`The server refused the connection: ${serverError || event.reason || "policy violation"}; ` +
         "retrying in the background.");
     } else if (event.code === 1006 || !opened) {
@@ -364,8 +371,8 @@ async function start() {
     lib = await import("../vendor/lightweight-charts.mjs");
   } catch (err) {
     setStatus("stale");
-    notice("The chart library is missing on the server. Install it with `npm ci` in the candlecast " +
-      "checkout (or build the Docker image), then reload this page.");
+    notice("The chart library is missing on the server. Reinstall candlecast from a wheel or an sdist " +
+      "(they carry it), or run scripts/bootstrap (npm ci) in the checkout, then reload this page.");
     console.warn("candlecast: chart library not loaded", err);
     return;
   }

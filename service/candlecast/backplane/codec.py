@@ -1,0 +1,238 @@
+"""The backplane's data, pure: keys, entry ids and fields, the edge's position in the ingest's
+sequence, and the ingest's mirror of the bars it wrote.
+
+Nothing here awaits, reads the clock or touches a socket (times are passed in). See
+:mod:`candlecast.backplane.scripts` for how the data sits in Redis.
+
+An entry's id is ``<epoch>-<seq>``, stamped by the ingest: ``seq`` numbers every candle the
+ingest took from its source, and ``epoch`` names one continuous numbering (a new one only when a
+leader finds Redis empty and has no numbering of its own). Because the ingest, not Redis, picks
+the id, an edge resumes from its last id even across an empty restarted Redis that the ingest
+re-seeded, and judges continuity by the sequence: the next number is delivered, an older one is a
+duplicate (dropped), a jump or another epoch is a gap (re-snapshot).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+
+from ..candles import Candle
+
+#: Fields of a stream entry: the candle's JSON (the client frame) and the publish time (epoch µs).
+CANDLE: Final = b"c"
+PUBLISHED: Final = b"p"
+
+
+class BadEntry(ValueError):
+    """A stream entry or reply that is not what the ingest writes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The Redis keys under one ``--redis-prefix``."""
+
+    prefix: str
+
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix}:stream"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.prefix}:meta"
+
+    @property
+    def symbols(self) -> str:
+        return f"{self.prefix}:symbols"
+
+    @property
+    def lease(self) -> str:
+        return f"{self.prefix}:lease"
+
+    @property
+    def fence(self) -> str:
+        return f"{self.prefix}:fence"
+
+    @property
+    def bars(self) -> str:
+        """The prefix of the per-symbol bar keys (the symbol follows)."""
+        return f"{self.prefix}:bars:"
+
+
+# -- ids and entries ----------------------------------------------------------------------------
+
+
+def entry_id(epoch: int, seq: int) -> str:
+    return f"{epoch}-{seq}"
+
+
+def parse_id(raw: bytes | str) -> tuple[int, int]:
+    """``(epoch, seq)`` of an entry id; raises :class:`BadEntry`."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    epoch, sep, seq = text.partition("-")
+    try:
+        return int(epoch), int(seq)
+    except ValueError:
+        raise BadEntry(f"bad entry id {text[:40]!r}") from None
+
+
+def candle_from_json(raw: bytes | str) -> Candle:
+    """The candle of an entry's JSON (written by :func:`candlecast.candles.encode`, so encoding
+    it again gives the same bytes); raises :class:`BadEntry`."""
+    try:
+        d = orjson.loads(raw)
+        return Candle(d["s"], d["t"], d["ot"], d["o"], d["h"], d["l"], d["c"], d.get("v"), d.get("i"))
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise BadEntry(f"bad candle in entry: {exc}") from None
+
+
+def decode_entry(fields: Mapping[bytes, bytes]) -> tuple[Candle, float]:
+    """``(candle, publish time in epoch seconds)``; raises :class:`BadEntry`."""
+    try:
+        raw, published = fields[CANDLE], int(fields[PUBLISHED])
+    except (KeyError, ValueError) as exc:
+        raise BadEntry(f"entry lacks {exc}") from None
+    return candle_from_json(raw), published / 1e6
+
+
+# -- the edge's position ------------------------------------------------------------------------
+
+
+class Verdict(enum.Enum):
+    NEXT = "next"  # deliver it
+    DUPLICATE = "duplicate"  # delivered already (re-sent after a reset): drop it
+    GAP = "gap"  # something between was missed, or another epoch: re-snapshot
+
+
+class Position:
+    """Where an edge is in the ingest's sequence: the last ``(epoch, seq)`` delivered."""
+
+    __slots__ = ("epoch", "seq")
+
+    def __init__(self, epoch: int = 0, seq: int = 0) -> None:
+        self.epoch = epoch
+        self.seq = seq
+
+    @property
+    def last_id(self) -> str:
+        return entry_id(self.epoch, self.seq)
+
+    def judge(self, epoch: int, seq: int) -> Verdict:
+        if epoch != self.epoch:
+            return Verdict.GAP
+        if seq <= self.seq:
+            return Verdict.DUPLICATE
+        return Verdict.NEXT if seq == self.seq + 1 else Verdict.GAP
+
+    def behind(self, epoch: int, seq: int) -> bool:
+        """Whether Redis's top ``(epoch, seq)`` means the edge cannot continue from here: another
+        epoch, or a sequence that went backwards (Redis lost what the edge delivered)."""
+        return epoch != self.epoch or seq < self.seq
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+
+
+def stream_of(candle: Candle) -> str:
+    """The hub stream an input candle is kept under: its symbol, or ``S@i`` for a candle that
+    names a higher interval (interval history)."""
+    return candle.s if candle.i is None else f"{candle.s}@{candle.i}"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The bars Redis holds and the position they belong to. ``bars``: stream -> JSON texts,
+    oldest first."""
+
+    epoch: int
+    seq: int
+    bars: dict[str, list[bytes]]
+
+    def candles(self) -> Iterator[Candle]:
+        """Every bar as a candle, oldest first per stream: higher-interval streams first, then
+        the base ones, so the hub's aggregates of the base bars come last, as they did live."""
+        for stream in sorted(self.bars, key=lambda name: ("@" not in name, name)):
+            for raw in self.bars[stream]:
+                yield candle_from_json(raw)
+
+
+def parse_snapshot(reply: Sequence[object]) -> Snapshot | None:
+    """The SNAPSHOT script's reply; ``None`` when Redis holds no backplane data. Raises
+    :class:`BadEntry`."""
+    if not reply:
+        return None
+    try:
+        epoch, seq, symbols, bars = reply
+        assert isinstance(symbols, list) and isinstance(bars, list)
+        return Snapshot(_int(epoch), _int(seq), {_text(s): list(b) for s, b in zip(symbols, bars, strict=True)})
+    except (ValueError, TypeError, AssertionError) as exc:
+        raise BadEntry(f"bad snapshot reply: {exc}") from None
+
+
+def parse_meta(reply: Sequence[bytes | str | None]) -> tuple[int, int] | None:
+    """``HMGET meta epoch seq`` -> ``(epoch, seq)``, ``None`` when absent; raises :class:`BadEntry`."""
+    if len(reply) != 2 or reply[0] is None or reply[1] is None:
+        return None
+    try:
+        return int(reply[0]), int(reply[1])
+    except ValueError:
+        raise BadEntry(f"bad meta {reply!r}") from None
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bytes | str | int):
+        return int(value)
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# -- the ingest's mirror of the bars --------------------------------------------------------------
+
+
+class Bars:
+    """The last ``history`` bars of each stream as the ingest wrote them, by the hub's rule (a
+    newer bar is appended, the same bar replaced, an older one fixed in place only while kept),
+    so that the ingest can write them back to an empty restarted Redis."""
+
+    def __init__(self, history: int) -> None:
+        self.history = history
+        self._bars: dict[str, deque[tuple[float, str]]] = {}
+
+    def record(self, stream: str, ot: float, text: str) -> None:
+        bars = self._bars.get(stream)
+        if bars is None:
+            bars = self._bars[stream] = deque(maxlen=self.history)
+        if not bars or ot > bars[-1][0]:
+            bars.append((ot, text))
+        elif ot == bars[-1][0]:
+            bars[-1] = (ot, text)
+        else:
+            for i in range(len(bars) - 2, -1, -1):
+                if bars[i][0] == ot:
+                    bars[i] = (ot, text)
+                    break
+
+    def load(self, snapshot: Snapshot) -> None:
+        """Replace everything with what a snapshot holds."""
+        self._bars.clear()
+        for stream, texts in snapshot.bars.items():
+            for raw in texts:
+                self.record(stream, candle_from_json(raw).ot, raw.decode())
+
+    def items(self) -> Iterable[tuple[str, float, str]]:
+        """``(stream, ot, JSON)`` of every bar, oldest first per stream."""
+        for stream, bars in self._bars.items():
+            for ot, text in bars:
+                yield stream, ot, text
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._bars.values())

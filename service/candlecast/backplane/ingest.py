@@ -1,0 +1,373 @@
+"""The ingest's feed: the upstream source published to the Redis Stream (``--role ingest``).
+
+:class:`IngestFeed` is a :class:`~candlecast.feed.Feed` whose :meth:`run` does the work in the
+runtime's task group; it yields nothing to the local hub (an ingest serves no client).
+
+- **Lease.** Only the lease holder (:mod:`candlecast.backplane.lease`) runs the source, i.e.
+  connects to the broker; a standby polls until the lease is free. After a Redis outage a standby
+  waits one lease time before trying, so the leader that was buffering meanwhile takes its lease
+  back first.
+- **Sequence.** Each candle the source emits is stamped ``<epoch>-<seq>`` (see
+  :mod:`candlecast.backplane.codec`) and appended to a bounded buffer (``--ingest-buffer``; when
+  full the oldest is dropped and counted, which edges see as a gap). The numbering lives in the
+  ingest: a new leader continues the one it finds in Redis; one that finds Redis empty keeps its
+  own, or starts a new epoch if it has none.
+- **Publish.** A flusher takes up to :data:`FLUSH_MAX` buffered candles at a time and writes them
+  with one PUBLISH script call (one round trip): the entries (``XADD MAXLEN ~``), each stream's
+  bars and the stream's top, atomically, and only if the caller still holds the lease (fencing).
+- **Redis restarted empty.** The leader takes its lease back, then re-seeds Redis in one script
+  call: its epoch and last confirmed sequence, the bars it mirrors (:class:`~.codec.Bars`), and
+  its last :data:`RETAIN` confirmed entries, under their original ids (edges that had not read
+  them resume from their last id; edges drop what they had). Then the buffer flushes.
+- **Redis unreachable.** The source keeps running and the buffer fills; every call is retried
+  with capped backoff; ``/readyz`` says so.
+
+Event loop only (the source's producer thread is the :class:`~candlecast.feed.SourceFeed`'s).
+:meth:`stop` cancels :meth:`run`, which stops the source and closes the Redis client; idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+
+from ..candles import encode
+from ..feed import Ingest, Readiness, SourceFeed
+from ..metrics import counter, gauge
+from .codec import BadEntry, Bars, Keys, entry_id, parse_snapshot, stream_of
+from .lease import Lease
+from .link import DOWN, Link
+from .scripts import PUBLISH, RESEED, SNAPSHOT
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from ..settings import Settings
+
+log = logging.getLogger("candlecast.backplane")
+
+#: Most candles per PUBLISH call.
+FLUSH_MAX: Final = 512
+#: Confirmed entries kept to re-send after Redis restarted empty.
+RETAIN: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One stamped candle: its entry id, stream, bar open time and JSON."""
+
+    seq: int
+    id: str
+    stream: str
+    ot: str
+    text: str
+
+
+class IngestFeed:
+    """Source -> Redis Stream, for the lease holder. Create it in the event loop."""
+
+    def __init__(self, settings: Settings, source_factory: Callable[[Settings], SourceFeed]) -> None:
+        assert settings.redis_url is not None  # checked by Settings
+        self.settings = settings
+        self.keys = Keys(settings.redis_prefix)
+        self.maxlen = settings.stream_maxlen
+        self.history = settings.history
+        self.capacity = settings.ingest_buffer
+        self._source_factory = source_factory
+        self.link = Link(settings.redis_url, reconnect_min=settings.reconnect_min, reconnect_max=settings.reconnect_max)
+        self.lease = Lease(self.link, self.keys, settings.lease_ttl)
+        self._publish = self.link.redis.register_script(PUBLISH)
+        self._reseed = self.link.redis.register_script(RESEED)
+        self._snapshot = self.link.redis.register_script(SNAPSHOT)
+        self.source: SourceFeed | None = None
+        self.epoch: int | None = None
+        self.seq = 0  # last stamped
+        self.confirmed = 0  # last written to Redis
+        self.buffer: deque[Pending] = deque()
+        self.retained: deque[Pending] = deque(maxlen=min(RETAIN, self.maxlen))
+        self.bars = Bars(self.history)
+        self.stream_length = 0
+        self.published = 0
+        self.dropped = 0
+        self.reseeds = 0
+        self._has_data = anyio.Event()
+        self._deposed: str | None = None  # why this leader steps down
+        self._term = anyio.CancelScope()  # the current term's task group
+        self._scope = anyio.CancelScope()
+        self._stopped = anyio.Event()
+
+    # -- Feed ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        pass
+
+    async def batches(self, limit: int) -> AsyncIterator[list[Ingest]]:
+        """Nothing for the local hub: an ingest serves no client. Ends at :meth:`stop`."""
+        await self._stopped.wait()
+        nothing: tuple[list[Ingest], ...] = ()
+        for batch in nothing:
+            yield batch
+
+    async def run(self) -> None:
+        with self._scope:
+            try:
+                while True:
+                    await self._standby()
+                    await self._lead()
+                    log.warning(
+                        "ingest: stepping down (%s); %d buffered candle(s) discarded", self._deposed, len(self.buffer)
+                    )
+                    self.buffer.clear()
+                    self.lease.token = None
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.link.close()
+
+    async def stop(self) -> None:
+        """Cancel :meth:`run` (which stops the source and closes the client) and end :meth:`batches`."""
+        self._stopped.set()
+        self.link.cancel()
+        self._scope.cancel()
+
+    def readiness(self, now: float) -> Readiness:
+        if not self.lease.leading:
+            if not self.link.connected:
+                return Readiness(f"standby; redis unreachable ({self.link.error})")
+            return Readiness(f"standby: ingest {self.lease.holder or '?'} holds the lease; waiting for it")
+        if not self.link.connected:
+            return Readiness(f"leader; redis unreachable ({self.link.error}): buffering {len(self.buffer)} candle(s)")
+        if self.source is None:
+            return Readiness("leader: starting the source")
+        return self.source.readiness(now)
+
+    def metrics(self) -> Iterator[Metric]:
+        link = self.link
+        yield gauge(
+            "ingest_leader",
+            "1 while this ingest holds the lease (runs the source), 0 on standby",
+            int(self.lease.leading),
+        )
+        yield counter("ingest_takeovers", "Times this ingest took the lease", self.lease.takeovers)
+        yield gauge("ingest_buffer_depth", "Stamped candles waiting to be written to Redis", len(self.buffer))
+        yield counter("ingest_buffer_dropped", "Candles dropped from a full ingest buffer (oldest first)", self.dropped)
+        yield counter("ingest_published", "Candles written to the Redis Stream", self.published)
+        yield counter(
+            "ingest_reseeds", "Times this ingest seeded an empty Redis (its first start included)", self.reseeds
+        )
+        yield gauge("backplane_stream_length", "Entries in the Redis Stream, as of the last write", self.stream_length)
+        yield gauge("redis_connected", "1 while the last Redis call succeeded", int(link.connected))
+        yield counter("redis_errors", "Failed Redis calls (each is retried with backoff)", link.errors)
+        yield counter("redis_reconnects", "Times Redis answered again after failing", link.reconnects)
+        if self.source is not None:
+            yield from self.source.metrics()
+
+    # -- standby ------------------------------------------------------------------------------
+
+    async def _standby(self) -> None:
+        """Return once this instance holds the lease."""
+        lease, link = self.lease, self.link
+        after_outage = False
+        while True:
+            try:
+                if after_outage:  # let the leader that buffered through the outage take it back first
+                    await link.sleep(lease.ttl)
+                    after_outage = False
+                if await lease.acquire():
+                    link.up()
+                    log.info("ingest %s: took the lease (%s); connecting to the source", lease.instance, lease.token)
+                    return
+                link.up()
+            except DOWN as exc:
+                link.down(exc)
+                after_outage = True
+                await link.pause()
+                continue
+            await link.sleep(lease.poll_every)
+
+    # -- leading --------------------------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        """Adopt the stream's numbering, run the source, publish until deposed (``_deposed``
+        says why) or cancelled."""
+        await self._adopt()
+        self._deposed = None
+        source = self.source = self._source_factory(self.settings)
+        try:
+            source.start()
+            async with anyio.create_task_group() as tg:
+                self._term = tg.cancel_scope
+                tg.start_soon(self._pull, source)
+                tg.start_soon(self._renew)
+                await self._flush()
+        finally:
+            self.source = None
+            with anyio.CancelScope(shield=True):
+                await source.stop()
+
+    async def _adopt(self) -> None:
+        """Continue the numbering Redis holds, or (Redis empty) keep ours or begin a new epoch."""
+        while True:
+            try:
+                reply = await self.link.call(self._snapshot([self.keys.meta, self.keys.symbols], [self.keys.bars]))
+                self.link.up()
+                break
+            except DOWN as exc:
+                self.link.down(exc)
+                await self.link.pause()
+        try:
+            snap = parse_snapshot(reply) if reply is not None else None
+        except BadEntry as exc:
+            log.error("ingest: unreadable backplane data in redis (%s); starting a new epoch", exc)
+            snap = None
+        self.buffer.clear()
+        if snap is not None:
+            if snap.epoch != self.epoch or snap.seq != self.confirmed:
+                self.epoch, self.seq, self.confirmed = snap.epoch, snap.seq, snap.seq
+                self.retained.clear()
+                self.bars.load(snap)
+            log.info("ingest: continuing the stream at %s", entry_id(snap.epoch, snap.seq))
+        elif self.epoch is None:
+            self.epoch = time.time_ns() // 1_000_000
+            self.seq = self.confirmed = 0
+            log.info("ingest: redis holds no stream; starting epoch %d", self.epoch)
+
+    async def _pull(self, source: SourceFeed) -> None:
+        """Source -> buffer: stamp every candle; drop the oldest past the bound."""
+        buffer, capacity = self.buffer, self.capacity
+        epoch = self.epoch
+        assert epoch is not None
+        async for batch in source.batches(FLUSH_MAX):
+            for candle, _received in batch:
+                self.seq += 1
+                seq = self.seq
+                buffer.append(
+                    Pending(seq, f"{epoch}-{seq}", stream_of(candle), str(candle.ot), encode(candle).decode())
+                )
+            if len(buffer) > capacity:
+                over = len(buffer) - capacity
+                for _ in range(over):
+                    buffer.popleft()
+                if not self.dropped:
+                    log.warning("ingest: buffer full (%d candles, --ingest-buffer): dropping the oldest", capacity)
+                self.dropped += over
+            self._has_data.set()
+
+    async def _renew(self) -> None:
+        """Keep the lease: every third of its time; take it back if Redis lost it."""
+        lease, link = self.lease, self.link
+        while True:
+            await link.sleep(lease.renew_every)
+            try:
+                if not await lease.renew():
+                    return self._depose(f"ingest {lease.holder} holds the lease now")
+                link.up()
+            except DOWN as exc:
+                link.down(exc)  # the flusher retries too; keep the source running
+
+    def _depose(self, reason: str) -> None:
+        self._deposed = reason
+        self._term.cancel()
+
+    async def _flush(self) -> None:
+        """Buffer -> Redis, :data:`FLUSH_MAX` at a time, one PUBLISH call each."""
+        buffer, link, keys = self.buffer, self.link, self.keys
+        script_keys = [keys.lease, keys.meta, keys.stream, keys.symbols]
+        while self._deposed is None:
+            if not buffer:
+                self._has_data = anyio.Event()
+                await self._has_data.wait()
+                continue
+            batch = list(islice(buffer, FLUSH_MAX))
+            published = str(time.time_ns() // 1000)
+            args: list[Any] = [self.lease.token, self.epoch, self.maxlen, self.history, keys.bars]
+            for p in batch:
+                args += (p.id, p.seq, p.stream, p.ot, p.text, published)
+            try:
+                reply = await link.call(self._publish(script_keys, args))
+                link.up()
+            except DOWN as exc:
+                link.down(exc)
+                await link.pause()
+                continue
+            if reply is None:
+                return  # stopping
+            status = reply[0]
+            if status == b"OK":
+                self._confirm(batch, int(reply[1]))
+            elif status == b"NOLEASE":
+                await self._take_back()
+            elif status == b"RESEED":
+                await self._reseed_redis()
+            elif status == b"FENCED":
+                self._depose(f"ingest {reply[1].decode()} holds the lease now")
+            else:  # EPOCH / BEHIND: another leader moved the stream on meanwhile
+                self._depose(f"the stream moved on without this ingest ({status.decode()} {reply[1].decode()})")
+
+    def _confirm(self, batch: list[Pending], length: int) -> None:
+        last = batch[-1].seq
+        buffer = self.buffer
+        while buffer and buffer[0].seq <= last:  # the puller may have dropped some meanwhile
+            buffer.popleft()
+        self.retained.extend(batch)
+        record = self.bars.record
+        for p in batch:
+            record(p.stream, float(p.ot), p.text)
+        self.confirmed = last
+        self.published += len(batch)
+        self.stream_length = length
+
+    async def _take_back(self) -> None:
+        try:
+            if not await self.lease.renew():
+                return self._depose(f"ingest {self.lease.holder} holds the lease now")
+            self.link.up()
+            log.warning("ingest %s: the lease was gone (redis restarted?); took it back", self.lease.instance)
+        except DOWN as exc:
+            self.link.down(exc)
+            await self.link.pause()
+
+    async def _reseed_redis(self) -> None:
+        """Write back the numbering, the bars and the retained entries (Redis came back empty)."""
+        keys = self.keys
+        bars = list(self.bars.items())
+        args: list[Any] = [
+            self.lease.token,
+            self.epoch,
+            self.confirmed,
+            self.maxlen,
+            self.history,
+            keys.bars,
+            len(bars),
+        ]
+        for stream, ot, text in bars:
+            args += (stream, repr(ot) if ot != int(ot) else str(int(ot)), text)
+        published = str(time.time_ns() // 1000)
+        for p in self.retained:
+            args += (p.id, p.text, published)
+        try:
+            reply = await self.link.call(self._reseed([keys.lease, keys.meta, keys.stream, keys.symbols], args))
+            self.link.up()
+        except DOWN as exc:
+            self.link.down(exc)
+            await self.link.pause()
+            return
+        if reply is None:
+            return
+        if reply[0] == b"FENCED":
+            return self._depose(f"ingest {reply[1].decode() or '?'} holds the lease now")
+        if reply[0] == b"OK":
+            self.reseeds += 1
+            log.warning(
+                "ingest: redis was empty: re-seeded epoch %s up to seq %d with %d bar(s) and %d entr(ies)",
+                self.epoch,
+                self.confirmed,
+                len(bars),
+                len(self.retained),
+            )

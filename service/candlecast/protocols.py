@@ -1,0 +1,161 @@
+"""uvicorn's connection protocols, with candlecast's limits: built per :class:`~candlecast.guard.Guard`.
+
+Event-loop thread (asyncio protocol callbacks). Each connection's timers are cancelled when it is
+lost; nothing else is held.
+
+- :func:`http_protocol`: uvicorn's httptools protocol plus a **request timeout**: a connection
+  must deliver a complete request (head, and body if any) within ``--header-timeout`` seconds of
+  connecting, or of the first byte of its next request on a kept-alive connection; otherwise it
+  gets a 408 and is closed (counted). Idle kept-alive connections are closed by uvicorn after
+  ``--keepalive-timeout``. An invalid request or unsupported upgrade is one throttled log line.
+- :func:`websocket_protocol`: uvicorn's websockets-sansio protocol, where a client's protocol
+  violation (a text frame that is not UTF-8, an oversize frame, a framing error, a refused
+  handshake) closes that connection as before (1007, 1009, 1002, HTTP 400) but costs at most one
+  short, throttled log line and a count (``candlecast_protocol_violations_total``), instead of a
+  traceback per frame; the session's writer then sees a disconnected client, not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import cast
+
+import httptools
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState, PayloadTooBig
+from websockets.http11 import Request
+
+from .guard import Guard
+
+#: websockets logs every refused handshake at info; while one is refused, it logs here instead
+#: (warnings and errors only, so a real failure still shows).
+_QUIET = logging.getLogger("candlecast.protocols.handshake")
+_QUIET.setLevel(logging.WARNING)
+
+_TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+def http_protocol(guard: Guard) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with the request timeout and quiet bad-request handling."""
+
+    class GuardedHttpProtocol(HttpToolsProtocol):
+        _request_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(cast(asyncio.Transport, transport))
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._request_timer is None:
+                self._request_timer = self.loop.call_later(guard.header_timeout, self._timed_out)
+
+        def _disarm(self) -> None:
+            if self._request_timer is not None:
+                self._request_timer.cancel()
+                self._request_timer = None
+
+        def _timed_out(self) -> None:
+            self._request_timer = None
+            if not self.transport.is_closing():
+                guard.header_timed_out(self.client)
+                if self.cycle is None or not self.cycle.response_started:
+                    self.transport.write(_TIMEOUT_RESPONSE)
+                self.transport.close()
+
+        def on_message_begin(self) -> None:
+            self._arm()  # the first byte of a (next) request
+            super().on_message_begin()
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            super().on_message_complete()
+
+        def handle_websocket_upgrade(self) -> None:
+            self._disarm()  # the WebSocket protocol takes the connection over
+            super().handle_websocket_upgrade()
+
+        def data_received(self, data: bytes) -> None:
+            # uvicorn's, with its per-request warnings counted and throttled
+            self._unset_keepalive_if_required()
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                guard.violation("bad_request", self.client, "invalid HTTP request")
+                self.send_400_response("Invalid HTTP request received.")
+            except httptools.HttpParserUpgrade:
+                if self._should_upgrade():
+                    self.handle_websocket_upgrade()
+                else:
+                    guard.violation("bad_request", self.client, "unsupported upgrade request")
+
+    return GuardedHttpProtocol
+
+
+def websocket_protocol(guard: Guard) -> type[asyncio.Protocol]:
+    """uvicorn's websockets-sansio protocol whose client protocol violations are counted and
+    logged in one throttled line."""
+
+    class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+        _app_closed = False
+
+        async def send(self, message: ASGISendEvent) -> None:
+            if message["type"] == "websocket.send" and self.close_sent and not self._app_closed:
+                # The protocol failed the connection itself (a violation, a ping timeout): tell the
+                # writer the client is gone, as after a disconnect, rather than uvicorn's
+                # RuntimeError (a traceback per violation while data flows).
+                raise ClientDisconnected
+            if message["type"] == "websocket.close":
+                self._app_closed = True
+            await super().send(message)
+
+        def data_received(self, data: bytes) -> None:
+            failed = self.conn.parser_exc is not None
+            super().data_received(data)
+            exc = self.conn.parser_exc
+            if exc is not None and not failed:
+                if isinstance(exc, PayloadTooBig):
+                    guard.violation("oversize", self.client, "frame or message over the size limit")
+                elif isinstance(exc, UnicodeDecodeError):
+                    guard.violation("invalid_utf8", self.client, "invalid UTF-8 in a close frame")
+                else:
+                    guard.violation("protocol", self.client, f"{type(exc).__name__}: {exc}")
+
+        def send_receive_event_to_app(self) -> None:
+            if self.curr_msg_data_type == "text" and not self.close_sent:
+                data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+                try:
+                    data.decode()
+                except UnicodeDecodeError as exc:
+                    self.frames = []
+                    guard.violation("invalid_utf8", self.client, f"text message not UTF-8 (byte {exc.start})")
+                    try:
+                        self.conn.send_close(1007, "invalid UTF-8")
+                    except InvalidState:
+                        pass
+                    if self.conn.close_sent is None:
+                        self.transport.close()
+                    else:
+                        self.handle_parser_exception()
+                    return
+            super().send_receive_event_to_app()
+
+        def handle_connect(self, event: Request) -> None:
+            logger = self.conn.logger
+            self.conn.logger = _QUIET
+            try:
+                super().handle_connect(event)
+            finally:
+                self.conn.logger = logger
+            if self.response.status_code != 101:
+                status = f"{self.response.status_code} {self.response.reason_phrase}"
+                guard.violation("bad_handshake", self.client, f"refused WebSocket handshake ({status})")
+
+    return GuardedWebSocketProtocol

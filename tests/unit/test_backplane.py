@@ -1,0 +1,168 @@
+"""The backplane's pure parts: entry ids, the edge's position, snapshots, the ingest's bar
+mirror, lease tokens; and the hub's resync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+
+from candlecast.backplane.codec import (
+    BadEntry,
+    Bars,
+    Keys,
+    Position,
+    Verdict,
+    candle_from_json,
+    decode_entry,
+    entry_id,
+    parse_id,
+    parse_meta,
+    parse_snapshot,
+)
+from candlecast.backplane.lease import holder
+from candlecast.candles import Candle, encode
+from candlecast.hub import Hub
+from candlecast.stats import Stats
+from tests.conftest import DEADLINE
+
+# -- ids and entries ---------------------------------------------------------------------------
+
+
+def test_entry_id_round_trips_epoch_and_sequence() -> None:
+    """An id is the ingest's stamp: ``<epoch>-<seq>``."""
+    assert parse_id(entry_id(1795630853647, 42).encode()) == (1795630853647, 42)
+
+
+def test_parse_id_rejects_what_the_ingest_never_writes() -> None:
+    """A Redis-generated or garbled id is a BadEntry, not a crash."""
+    with pytest.raises(BadEntry):
+        parse_id(b"abc-1")
+
+
+@pytest.mark.parametrize(
+    "candle",
+    [
+        Candle("AAA", 1795630856275, 1795630800000, 2.5717, 2.6028, 2.5418, 2.5755, 157.3692),
+        Candle("B.B", 5, 5, 100.0, 101.0, 99.0, 100.5),
+        Candle("CCC", 1.5, 1.0, 1e-7, 3.0, 1e-8, 2.0, None, "5m"),
+    ],
+)
+def test_candle_json_decodes_to_a_candle_that_encodes_to_the_same_bytes(candle: Candle) -> None:
+    """Edges re-encode what they read: the frames must be byte-identical to role=all's."""
+    raw = encode(candle)
+    assert candle_from_json(raw) == candle
+    assert encode(candle_from_json(raw)) == raw
+
+
+def test_decode_entry_gives_the_candle_and_publish_time_and_rejects_bad_fields() -> None:
+    """Publish time is epoch microseconds in ``p``."""
+    candle = Candle("AAA", 1, 1, 1.0, 2.0, 0.5, 1.5)
+    assert decode_entry({b"c": encode(candle), b"p": b"1500000"}) == (candle, 1.5)
+    for bad in ({b"c": encode(candle)}, {b"c": b"{}", b"p": b"1"}, {b"c": b"nope", b"p": b"1"}):
+        with pytest.raises(BadEntry):
+            decode_entry(bad)
+
+
+def test_keys_share_one_prefix() -> None:
+    """Every key sits under --redis-prefix."""
+    k = Keys("cc")
+    assert [k.stream, k.meta, k.symbols] == ["cc:stream", "cc:meta", "cc:symbols"]
+    assert [k.lease, k.fence, k.bars] == ["cc:lease", "cc:fence", "cc:bars:"]
+
+
+# -- the edge's position -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("epoch", "seq", "verdict"),
+    [
+        (7, 11, Verdict.NEXT),
+        (7, 10, Verdict.DUPLICATE),
+        (7, 3, Verdict.DUPLICATE),
+        (7, 12, Verdict.GAP),  # one was missed (trimmed, or dropped by a full ingest buffer)
+        (8, 1, Verdict.GAP),  # another epoch: Redis lost everything and a new numbering began
+        (6, 11, Verdict.GAP),  # an epoch that went backwards
+    ],
+)
+def test_position_judges_each_entry_by_the_ingest_sequence(epoch: int, seq: int, verdict: Verdict) -> None:
+    """Continuity is judged by (epoch, seq), never by Redis's own ids."""
+    assert Position(7, 10).judge(epoch, seq) is verdict
+
+
+def test_position_is_behind_when_redis_changed_epoch_or_went_backwards() -> None:
+    """An idle edge re-checks Redis's top: another epoch or a lower sequence means re-snapshot."""
+    p = Position(7, 10)
+    assert not p.behind(7, 10) and not p.behind(7, 500)
+    assert p.behind(8, 10) and p.behind(7, 9)
+    assert p.last_id == "7-10"
+
+
+# -- snapshots and meta ----------------------------------------------------------------------------
+
+
+def test_snapshot_reply_parses_and_orders_interval_streams_before_base_ones() -> None:
+    """The hub's aggregates of base bars must come after loaded interval history, as live."""
+    a1, a2 = Candle("AAA", 1, 1, 1.0, 2.0, 0.5, 1.5), Candle("AAA", 2, 2, 1.0, 2.0, 0.5, 1.5)
+    h = Candle("AAA", 1, 0, 1.0, 2.0, 0.5, 1.5, None, "5m")
+    snap = parse_snapshot([b"7", b"10", [b"AAA", b"AAA@5m"], [[encode(a1), encode(a2)], [encode(h)]]])
+    assert snap is not None and (snap.epoch, snap.seq) == (7, 10)
+    assert list(snap.candles()) == [h, a1, a2]
+    assert parse_snapshot([]) is None
+    with pytest.raises(BadEntry):
+        parse_snapshot([b"x", b"1", [], []])
+
+
+def test_meta_is_none_when_redis_is_empty() -> None:
+    """A restarted empty Redis is "wait for the re-seed", not a gap."""
+    assert parse_meta([None, None]) is None
+    assert parse_meta([b"7", b"10"]) == (7, 10)
+
+
+# -- the ingest's bar mirror ----------------------------------------------------------------------
+
+
+def test_bars_keep_the_hubs_rule() -> None:
+    """Append newer, replace the same bar, fix an older kept bar, ignore one older than all kept."""
+    bars = Bars(history=3)
+    for ot in (1, 2, 3, 4):
+        bars.record("A", ot, f"v{ot}")
+    bars.record("A", 4, "v4b")
+    bars.record("A", 3, "v3b")
+    bars.record("A", 1, "gone")
+    assert list(bars.items()) == [("A", 2, "v2"), ("A", 3, "v3b"), ("A", 4, "v4b")]
+    assert len(bars) == 3
+
+
+# -- lease tokens ---------------------------------------------------------------------------------
+
+
+def test_a_fencing_token_names_its_instance_so_tokens_differ_after_a_counter_reset() -> None:
+    """Counter + instance: "1:a" and "1:b" differ although Redis's counter restarted at 1."""
+    assert holder("12:abc") == "abc"
+    assert holder("1:a") != holder("1:b")
+
+
+# -- the hub's resync -----------------------------------------------------------------------------
+
+
+async def test_hub_resync_replaces_the_bars_and_re_snapshots_every_client() -> None:
+    """A resync reply, then the new snapshot; nothing of the load goes out as live candles."""
+    hub = Hub(stats=Stats(), history=10)
+    c = [Candle("AAA", i, i, 1.0, 2.0, 0.5, 1.5) for i in range(3)]
+    hub.publish(c[0], 0.0)
+    async with hub.subscribe(None, history=10) as sub:
+        with anyio.fail_after(DEADLINE):
+            first = await sub.next_batch()
+        assert first is not None and [orjson.loads(u.text)["ot"] for u in first] == [0]
+        hub.resync([(c[1], 0.0), (c[2], 0.0)])
+        with anyio.fail_after(DEADLINE):
+            items = await sub.next_batch()
+        assert items is not None
+        got: list[Any] = [orjson.loads(i.text) for i in items]
+        assert got[0] == {"op": "resync"}
+        assert [m["ot"] for m in got[1:]] == [1, 2]
+    assert [orjson.loads(u.text)["ot"] for u in hub.bars("AAA", 10)] == [1, 2]
+    assert hub.stats.candles_in == 1  # the load is not counted as input
