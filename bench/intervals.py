@@ -36,7 +36,9 @@ def feed(n: int) -> list[Candle]:
         bar = k // (len(SYMBOLS) * 5)  # five updates of each 1 m bar per symbol
         s = SYMBOLS[k % len(SYMBOLS)]
         price = 100.0 + (k % 97) / 10
-        out.append(Candle(s, T0 + bar * 60_000 + k % 60_000, T0 + bar * 60_000, price, price + 1, price - 1, price, 1.0))
+        out.append(
+            Candle(s, T0 + bar * 60_000 + k % 60_000, T0 + bar * 60_000, price, price + 1, price - 1, price, 1.0)
+        )
     return out
 
 

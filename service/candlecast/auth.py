@@ -1,12 +1,11 @@
-"""Who may connect: the token and Origin checks shared by ``/ws`` and ``/api/*``. Pure.
+"""Who may connect: where a request's token is, and the Origin check, shared by ``/ws`` and
+``/api/*``. Pure. Tokens themselves are verified by :mod:`candlecast.tokens`.
 
-Runs in the event loop (called per request); no I/O and nothing to close. Tokens are compared
-in constant time.
+Runs in the event loop (called per request); no I/O and nothing to close.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Collection
 
 
@@ -17,16 +16,6 @@ def offered_token(query_token: str | None, authorization: str | None) -> str | N
     if authorization and authorization[:7].lower() == "bearer ":
         return authorization[7:].strip() or None
     return None
-
-
-def token_ok(tokens: Collection[str], offered: str | None) -> bool:
-    """Whether ``offered`` is one of ``tokens`` (always true when no tokens are configured)."""
-    if not tokens:
-        return True
-    if not offered:
-        return False
-    raw = offered.encode()
-    return any(hmac.compare_digest(raw, t.encode()) for t in tokens)
 
 
 def origin_ok(origins: Collection[str], origin: str | None) -> bool:

@@ -261,6 +261,7 @@ class Hub:
         max_clients: int = 10_000,
         stats: Stats,
         intervals: IntervalSet | None = None,
+        aggregate: bool = True,
     ) -> None:
         self.history = history
         self.client_queue = client_queue
@@ -268,7 +269,9 @@ class Hub:
         self.stats = stats
         self.intervals = intervals
         self._higher = {} if intervals is None else {i.name: i for i in intervals.higher}
-        self._aggregators = [] if intervals is None else [Aggregator(i) for i in intervals.higher]
+        # An edge gets the ingest's aggregates as they are (aggregate=False): built once, upstream.
+        self._aggregate = aggregate
+        self._aggregators = [Aggregator(i) for i in intervals.higher] if intervals and aggregate else []
         self._bars: dict[str, deque[Update]] = {}  # by stream: "BTCUSD", "BTCUSD@5m"
         self._symbols: dict[str, None] = {}  # symbols seen, in the base interval
         self._wild: dict[Subscriber, None] = {}
@@ -345,7 +348,7 @@ class Hub:
         candles_in = self.stats.candles_in
         self._bars.clear()
         self._symbols.clear()
-        if self.intervals is not None:
+        if self.intervals is not None and self._aggregate:
             self._aggregators = [Aggregator(i) for i in self.intervals.higher]
         try:
             for candle, received in candles:

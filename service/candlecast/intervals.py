@@ -185,6 +185,23 @@ class Aggregator:
         self._name = interval.name
         self._bars: dict[str, OrderedDict[int | float, _Bar]] = {}
 
+    def seed(self, aggregate: Candle, newest: Candle) -> bool:
+        """Continue an aggregate built elsewhere (a new leader taking over): ``aggregate`` is
+        the bar's latest state and ``newest`` the latest state of its newest base bar. The
+        fold of the older base bars is taken as the aggregate less the newest bar's volume
+        (high/low stay, as base bars only widen). Returns whether it applied (same bucket)."""
+        ot = self.interval.bucket(newest.ot)
+        if aggregate.ot != ot or aggregate.s != newest.s:
+            return False
+        v = None if aggregate.v is None else round(aggregate.v - (newest.v or 0.0), 8)
+        prefix = Candle(aggregate.s, aggregate.t, ot, aggregate.o, aggregate.h, aggregate.l, aggregate.c, v, self._name)
+        buckets = self._bars.setdefault(newest.s, OrderedDict())
+        buckets[ot] = _Bar(ot, {newest.ot: newest}, prefix, newest)
+        buckets.move_to_end(ot)
+        while len(buckets) > self.keep:
+            buckets.popitem(last=False)
+        return True
+
     def update(self, base: Candle) -> Candle | None:
         """The new state of the aggregate ``base`` belongs to, or ``None`` if that bucket is
         older than the ones kept."""

@@ -2,7 +2,8 @@
 
 Event-loop thread. :class:`Collector` reads, at scrape time, the serving counters
 (:class:`~candlecast.stats.Stats`), the hub's gauges, and whatever the feed reports about itself
-(a callable, :meth:`candlecast.feed.Feed.metrics` in practice); nothing is copied on the hot path. Owns nothing to close.
+(a callable, :meth:`candlecast.feed.Feed.metrics` in practice); nothing is copied on the hot
+path. Owns nothing to close.
 """
 
 from __future__ import annotations

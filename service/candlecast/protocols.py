@@ -22,9 +22,7 @@ import logging
 from typing import cast
 
 import httptools
-from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState, PayloadTooBig
 from websockets.http11 import Request
@@ -104,17 +102,17 @@ def websocket_protocol(guard: Guard) -> type[asyncio.Protocol]:
     logged in one throttled line."""
 
     class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
-        _app_closed = False
+        def handle_parser_exception(self) -> None:
+            super().handle_parser_exception()
+            # The connection is being failed (close frame sent, transport closing): from now on
+            # the app's sends see a gone client (ClientDisconnected, as after connection_lost)
+            # instead of uvicorn's RuntimeError, a traceback per violation while data flows.
+            self.disconnected = True
 
-        async def send(self, message: ASGISendEvent) -> None:
-            if message["type"] == "websocket.send" and self.close_sent and not self._app_closed:
-                # The protocol failed the connection itself (a violation, a ping timeout): tell the
-                # writer the client is gone, as after a disconnect, rather than uvicorn's
-                # RuntimeError (a traceback per violation while data flows).
-                raise ClientDisconnected
-            if message["type"] == "websocket.close":
-                self._app_closed = True
-            await super().send(message)
+        def keepalive_timeout(self) -> None:
+            super().keepalive_timeout()
+            if self.transport.is_closing():
+                self.disconnected = True  # likewise, for a client that stopped answering pings
 
         def data_received(self, data: bytes) -> None:
             failed = self.conn.parser_exc is not None

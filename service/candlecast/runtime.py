@@ -47,6 +47,7 @@ async def running(settings: Settings, feed_factory: FeedFactory) -> AsyncIterato
         max_clients=settings.max_clients,
         stats=stats,
         intervals=interval_set(settings),
+        aggregate=settings.role != "edge",
     )
     feed = feed_factory(settings)
     runtime = Runtime(settings, stats, hub, feed, make_registry(Collector(stats, hub, feed.metrics)))

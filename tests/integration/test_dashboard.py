@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, WebSocketRoute, async_playwright
 
@@ -268,4 +270,30 @@ async def test_chart_colours_come_from_the_stylesheet() -> None:
             "() => window.candlecast.charts.get('AAA')?.series.options().upColor === 'rgb(1, 2, 3)'",
             timeout=TIMEOUT_MS,
         )
+        assert errors.messages == []
+
+
+async def test_the_page_works_with_a_token_that_never_appears_in_a_url_it_requests() -> None:
+    """The token comes in the page's #fragment; api/* get it in a header, the WebSocket in its
+    first message: no URL the page requests carries it, and a wrong one is still explained."""
+    secret = "jwt-secret-" + "0123456789abcdef" * 3
+    token = jwt.encode({"exp": time.time() + 300, "symbols": ["AAA", "BBB"]}, secret, algorithm="HS256")
+    settings = dataclasses.replace(SIM, jwt_secret=secret)
+    async with candlecast(settings) as cc, browser() as b:
+        page = await b.new_page()
+        errors = Errors(page)
+        urls: list[str] = []
+        page.on("request", lambda request: urls.append(request.url))
+        page.on("websocket", lambda ws: urls.append(ws.url))
+        await page.goto(cc.url + f"/?symbol=AAA#token={token}")
+        await wait_live(page)
+        assert await page.evaluate("() => window.candlecast.known") == ["AAA", "BBB"]  # what the token allows
+        assert any("/ws?" in u for u in urls) and any("api/symbols" in u for u in urls)
+        assert not any(token in u.split("#")[0] for u in urls), urls
+        assert errors.messages == []
+        # a wrong token: refused over the WebSocket (an error frame, then 1008), and said so
+        page = await b.new_page()
+        errors = Errors(page, allow=REFUSED)
+        await page.goto(cc.url + f"/?symbol=AAA#token={token}x")
+        assert "refused" in await notice_says(page, "token")
         assert errors.messages == []

@@ -37,7 +37,7 @@ def nginx_config(upstream_port: int, listen_port: int, tmp: Path, *, read_timeou
         ("listen 8080;", f"listen 127.0.0.1:{listen_port};"),
         ("pid /tmp/nginx.pid;", f"pid {tmp}/nginx.pid;"),
         ("error_log /dev/stderr warn;", "error_log stderr notice;"),  # notice: says when it listens
-        ("access_log /dev/stdout;", f"access_log {tmp}/access.log;"),
+        ("access_log /dev/stdout candlecast;", f"access_log {tmp}/access.log candlecast;"),
     ]
     for old, new in subs:
         assert old in text, f"deploy/nginx.conf no longer has {old!r}"
@@ -161,6 +161,28 @@ async def test_prefix_example_serves_candlecast_under_a_path(tmp_path: Path) -> 
             assert (await http.get("/candlecast/metrics")).status_code == 403
         async with client(f"ws://{addr}/candlecast/ws?symbols=AAA") as ws:
             assert (await recv_json(ws))["s"] == "AAA"
+
+
+async def test_nginx_logs_no_query_string_and_limits_requests_per_address(tmp_path: Path) -> None:
+    settings = Settings(rate=50, symbols=("AAA",), tokens=("s3cret-QZX",))
+    async with candlecast(settings) as cc, nginx(cc.port, tmp_path) as addr:
+        async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+            assert (await http.get("/api/symbols", params={"token": "s3cret-QZX"})).status_code == 200
+            async with client(f"ws://{addr}/ws?symbols=AAA&token=s3cret-QZX") as ws:
+                assert (await recv_json(ws))["s"] == "AAA"
+            # limit_req: 30 r/s with a burst of 100 per address; 250 requests at once go past it
+            statuses: list[int] = []
+
+            async def get() -> None:
+                statuses.append((await http.get("/healthz")).status_code)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(250):
+                    tg.start_soon(get)
+            assert statuses.count(200) >= 100 and 429 in statuses and set(statuses) == {200, 429}
+    log = (tmp_path / "access.log").read_text()
+    assert '"GET /api/symbols HTTP/1.1" 200' in log and '"GET /ws HTTP/1.1" 101' in log
+    assert "s3cret-QZX" not in log and "token" not in log
 
 
 @contextmanager

@@ -258,11 +258,12 @@ async def test_sigterm_exits_0_within_5s(role: str, state: str) -> None:
 
 async def test_an_overflowed_ingest_buffer_makes_the_edge_re_snapshot_its_clients() -> None:
     """Redis down, more candles than --ingest-buffer: the ingest drops the oldest; the edge sees
-    the jump in the sequence and re-snapshots its client instead of skipping silently."""
+    the jump in the sequence and re-snapshots its client instead of skipping silently. (Base
+    interval only, so the buffer counts the candles the test sends.)"""
     async with (
         redis_server() as redis,
         fake_broker() as broker,
-        scale(broker, redis.url, edges=1, ingest_buffer=30) as (ingest, edge),
+        scale(broker, redis.url, edges=1, ingest_buffer=30, intervals=("1m",)) as (ingest, edge),
     ):
         async with client(edge.ws_url("symbols=AAA,BBB,CCC&history=100")) as ws:
             await synced(ws)
@@ -362,3 +363,48 @@ async def test_nginx_balances_clients_over_two_edges_and_they_all_get_every_cand
             async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
                 assert (await http.get("/metrics")).status_code == 403
                 assert [s["symbol"] for s in (await http.get("/api/symbols")).json()] == ["AAA", "BBB", "CCC", "WARM"]
+
+
+async def test_every_interval_on_a_late_edge_equals_role_all() -> None:
+    """The ingest builds the higher intervals once; edges serve them as they are: the same
+    /api/candles per interval, the same per-interval snapshot and live frames as role=all,
+    also on an edge that started after the bars were made."""
+    t0 = 1_699_999_200_000  # epoch ms, a whole day of 4 h
+    minute = 60_000
+
+    def bar(k: int, u: int, symbol: str) -> dict[str, Any]:
+        o = 100.0 + k % 17
+        c = o + (u + 1) * (0.5 if k % 3 else -0.5)
+        return {
+            "symbol": symbol,
+            "time": t0 + k * minute + u,
+            "candles": [t0 + k * minute, o, c, max(o, c) + u, min(o, c) - 1],
+        }
+
+    msgs = [bar(k, u, s) for k in range(130) for u in range(2) for s in ("AAA", "BBB")]
+    intervals = ["1m", "5m", "15m", "1h", "4h", "1d"]
+    async with redis_server() as redis, fake_broker() as broker:
+        async with scale(broker, redis.url, edges=1, base_interval="1m") as (_, early):
+            async with candlecast(Settings(source="ws", upstream=broker.url, base_interval="1m")) as one:
+                await broker.wait_connections(2)
+                await broadcast(broker, seed("WARM", 0), *msgs, seed("WARM", 1))
+                await live(one, n=1)
+                await live(early, n=1)
+                async with candlecast(role_settings("edge", redis.url, base_interval="1m")) as late:
+                    await live(late, n=1)
+                    async with httpx.AsyncClient() as http:
+                        for symbol in ("AAA", "BBB"):
+                            for name in intervals:
+                                path = f"/api/candles?symbol={symbol}&interval={name}"
+                                want = (await http.get(one.url + path)).content
+                                assert orjson.loads(want), (symbol, name)
+                                for edge in (early, late):
+                                    assert (await http.get(edge.url + path)).content == want, (symbol, name)
+                    query = "symbols=AAA@5m,AAA@1h,BBB@1d,BBB&history=50"
+                    async with client(one.ws_url(query)) as w1, client(late.ws_url(query)) as w2:
+                        want_snapshot = await synced(w1)
+                        assert {m.get("i") for m in want_snapshot} == {"5m", "1h", "1d", None}
+                        assert await synced(w2) == want_snapshot
+                        await broadcast(broker, *(bar(k, 0, "AAA") for k in range(130, 140)))
+                        # each AAA base bar yields one 5m and one 1h frame
+                        assert await frames(w2, 20) == await frames(w1, 20)

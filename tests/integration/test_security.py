@@ -310,7 +310,7 @@ async def raw_connection(port: int) -> ByteStream:
 
 async def test_a_burst_of_protocol_violations_costs_a_few_log_lines_and_is_counted() -> None:
     bad_utf8, oversize, bad_handshakes = 30, 5, 5
-    async with candlecast(Settings(rate=50, symbols=("AAA",))) as cc:
+    async with candlecast(Settings(rate=1000, symbols=("AAA",))) as cc:
         with captured("uvicorn", "uvicorn.error", "uvicorn.access", "candlecast", "websockets") as records:
             for _ in range(bad_utf8):
                 async with client(cc.ws_url("symbols=AAA")) as ws:

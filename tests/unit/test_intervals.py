@@ -123,3 +123,21 @@ def test_incremental_aggregate_equals_recomputing_from_base_bars(updates: list[C
             assert got.v is None
         else:
             assert got.v == pytest.approx(expected.v, rel=1e-9, abs=1e-6)
+
+
+def test_a_seeded_aggregator_continues_the_bar_exactly() -> None:
+    """A new leader continues the current bar from its stored state and its newest base bar:
+    later updates give what one aggregator that saw everything gives."""
+    interval = parse_interval("15m")
+    seen_all = Aggregator(interval)
+    updates = [base(T0 + k * MIN, 10 + k, 12 + k, 9 + k / 10, 11 + k, 1.0 + k) for k in range(4)]
+    aggregate = None
+    for candle in updates:
+        aggregate = seen_all.update(candle)
+    assert aggregate is not None
+    successor = Aggregator(interval)
+    assert successor.seed(aggregate, updates[-1])
+    later = [base(T0 + 3 * MIN, 13, 16, 12.3, 15, 6.0), base(T0 + 4 * MIN, 15, 17, 14, 16, 2.0)]
+    for candle in later:
+        assert successor.update(candle) == seen_all.update(candle)
+    assert not successor.seed(aggregate, base(T0 + 20 * MIN, 1, 1, 1, 1))  # another bucket: refused

@@ -244,6 +244,7 @@ def test_per_address_caps_open_connections_and_frees_slots() -> None:
         ('"WebSocket /ws?symbols=A&token=s3cret&batch=1" [accepted]', "/ws?symbols=A&token=***&batch=1"),
         ("< Authorization: Bearer eyJ.x.y", "< Authorization: ***"),
         ("access_token=zz&x=1", "access_token=***&x=1"),
+        ("""< TEXT '{"op":"auth","token":"eyJ.x.y"}' [33 bytes]""", '{"op":"auth","token":"***"}'),
     ],
 )
 def test_redact_masks_tokens_in_query_strings_and_headers(line: str, expected: str) -> None:

@@ -228,6 +228,14 @@ class Bars:
             for raw in texts:
                 self.record(stream, candle_from_json(raw).ot, raw.decode())
 
+    def streams(self) -> list[str]:
+        return list(self._bars)
+
+    def last(self, stream: str) -> str | None:
+        """The JSON of the newest bar of ``stream``, if any."""
+        bars = self._bars.get(stream)
+        return bars[-1][1] if bars else None
+
     def items(self) -> Iterable[tuple[str, float, str]]:
         """``(stream, ot, JSON)`` of every bar, oldest first per stream."""
         for stream, bars in self._bars.items():

@@ -38,10 +38,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from ..candles import encode
+from ..candles import Candle, encode
 from ..feed import Ingest, Readiness, SourceFeed
+from ..intervals import Aggregator
 from ..metrics import counter, gauge
-from .codec import BadEntry, Bars, Keys, entry_id, parse_snapshot, stream_of
+from .codec import BadEntry, Bars, Keys, candle_from_json, entry_id, parse_snapshot, stream_of
 from .lease import Lease
 from .link import DOWN, Link
 from .scripts import PUBLISH, RESEED, SNAPSHOT
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from ..settings import Settings
+
+from ..settings import interval_set
 
 log = logging.getLogger("candlecast.backplane")
 
@@ -238,18 +241,47 @@ class IngestFeed:
             self.seq = self.confirmed = 0
             log.info("ingest: redis holds no stream; starting epoch %d", self.epoch)
 
+    def _aggregators(self) -> list[Aggregator]:
+        """This term's aggregators, continuing the bars Redis (or this ingest) holds, so that a
+        new leader's first candle extends the current bars instead of starting them anew."""
+        aggregators = [Aggregator(i) for i in interval_set(self.settings).higher]
+        seeded = 0
+        for stream in self.bars.streams():
+            if "@" in stream:
+                continue
+            newest_raw = self.bars.last(stream)
+            if newest_raw is None:
+                continue
+            newest = candle_from_json(newest_raw)
+            for aggregator in aggregators:
+                raw = self.bars.last(f"{stream}@{aggregator.interval.name}")
+                if raw is not None and aggregator.seed(candle_from_json(raw), newest):
+                    seeded += 1
+        if seeded:
+            log.info("ingest: continuing %d higher-interval bar(s) from the stored history", seeded)
+        return aggregators
+
     async def _pull(self, source: SourceFeed) -> None:
-        """Source -> buffer: stamp every candle; drop the oldest past the bound."""
+        """Source -> buffer: build the higher intervals' bars (once, here: edges take them as
+        they are), stamp every candle; drop the oldest past the bound."""
         buffer, capacity = self.buffer, self.capacity
         epoch = self.epoch
         assert epoch is not None
+        aggregators = self._aggregators()
+
+        def stamp(candle: Candle) -> None:
+            self.seq += 1
+            seq = self.seq
+            buffer.append(Pending(seq, f"{epoch}-{seq}", stream_of(candle), str(candle.ot), encode(candle).decode()))
+
         async for batch in source.batches(FLUSH_MAX):
             for candle, _received in batch:
-                self.seq += 1
-                seq = self.seq
-                buffer.append(
-                    Pending(seq, f"{epoch}-{seq}", stream_of(candle), str(candle.ot), encode(candle).decode())
-                )
+                stamp(candle)
+                if candle.i is None:
+                    for aggregator in aggregators:
+                        bar = aggregator.update(candle)
+                        if bar is not None:
+                            stamp(bar)
             if len(buffer) > capacity:
                 over = len(buffer) - capacity
                 for _ in range(over):
