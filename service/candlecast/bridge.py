@@ -61,6 +61,7 @@ class Bridge(Generic[T]):
         self._ready = asyncio.Event()
         self._notified = False  # a wake-up is scheduled or the loop is draining
         self._closed = False
+        self._interrupted = False  # loop side: the next get_batch returns even if empty
         #: Loop wake-ups scheduled by put (one per empty -> non-empty transition).
         self.wakeups = 0
         #: Puts that had to wait for room.
@@ -106,9 +107,18 @@ class Bridge(Generic[T]):
                     return batch
                 if self._closed:
                     raise anyio.EndOfStream
+                if self._interrupted:
+                    self._interrupted = False
+                    return []
                 self._notified = False
                 self._ready.clear()
             await self._ready.wait()
+
+    def interrupt(self) -> None:
+        """Loop side: make the waiting (or the next) :meth:`get_batch` return, with an empty
+        batch if nothing is pending (the feed has something else to deliver)."""
+        self._interrupted = True
+        self._ready.set()
 
     # -- either side --------------------------------------------------------------------------
 

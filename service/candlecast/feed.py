@@ -13,7 +13,11 @@ what the feed opened (the thread and the bridge); it is idempotent.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -28,9 +32,12 @@ from .metrics import counter, gauge
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
+    from .history import Historian
     from .hub import Hub
     from .settings import Settings
     from .sources.base import Source
+
+log = logging.getLogger("candlecast.history")
 
 Ingest = tuple[Candle, float]
 #: Most candles published per pump step before yielding to the client writers. Each step is
@@ -42,6 +49,14 @@ class Resync(list[Ingest]):
     """A batch that replaces the hub's bars of the symbols it carries and re-snapshots every
     client (:meth:`candlecast.hub.Hub.resync`): a backplane edge's first load, or its recovery
     from a gap. Every other batch is a plain list of live candles."""
+
+    __slots__ = ()
+
+
+class History(list[Ingest]):
+    """A batch of bars from the broker's REST API (a start-up backfill or a gap fill): the hub
+    merges it into its history in order, then re-snapshots every client
+    (:meth:`candlecast.hub.Hub.merge`). A backplane ingest publishes it like live candles."""
 
     __slots__ = ()
 
@@ -83,33 +98,90 @@ class Feed(Protocol):
 
 async def pump(feed: Feed, hub: Hub) -> None:
     """Feed -> hub until the feed ends. Yields to the loop after every batch."""
-    publish = hub.publish
+    publish, flush = hub.publish, hub.flush
     limit = max(1, min(PUMP_BATCH, hub.client_queue // 2))
     async for batch in feed.batches(limit):
         if type(batch) is Resync:
             hub.resync(batch)
+        elif type(batch) is History:
+            hub.merge(batch)
         else:
             for candle, received in batch:
                 publish(candle, received)
+            flush()  # the direct path: one write per caught-up client for the whole batch
+            if hub.behind:  # older bars inserted (an ingest's gap fill, as an edge reads it)
+                hub.refresh()
         await anyio.lowlevel.checkpoint()
 
 
 class SourceFeed:
-    """An upstream source run in a producer thread, bridged into the event loop.
+    """An upstream source run in a producer thread, bridged into the event loop, and its history.
 
     The thread calls :meth:`emit` per candle; the bridge blocks it while full (backpressure on
     the upstream socket, nothing dropped). Create it in the event loop it delivers to.
+
+    With a :class:`~candlecast.history.Historian` (the format has a history half), :meth:`run`
+    backfills at start and fills the gap after every reconnect, over the broker's REST API,
+    beside the live stream: live candles never wait for it. The producer thread notes, per
+    symbol, the first live bar and, on the first bar of a new connection, the last bar before
+    the drop; the fill fetches the bars in between. Each result is delivered as a
+    :class:`History` batch between two live batches (the bridge's waiting ``get_batch`` is
+    interrupted for it). ``/readyz`` says ``backfilling`` until the backfill is in the hub (or
+    its first attempt failed; it is retried with backoff meanwhile, as a failed fill is).
     """
 
-    def __init__(self, source: Source, *, bridge_size: int, stale_after: float) -> None:
+    def __init__(
+        self,
+        source: Source,
+        *,
+        bridge_size: int,
+        stale_after: float,
+        historian: Historian | None = None,
+        retry_min: float = 0.5,
+        retry_max: float = 30.0,
+    ) -> None:
         self.source = source
         self.stale_after = stale_after
         self.bridge: Bridge[Ingest] = Bridge(bridge_size)
+        self.historian = historian
+        self.retry_min = retry_min
+        self.retry_max = retry_max
+        self.backfilling = historian is not None and historian.bars > 0 and bool(historian.symbols)
+        self._history: deque[History] = deque()
+        self._backfill_batch: History | None = None
+        self._first_live: dict[str, int | float] = {}  # written by the producer thread
+        self._gaps: deque[tuple[str, int | float, int | float]] = deque()
+        self._gap_found = anyio.Event()
+        self._scope = anyio.CancelScope()
+        self._rng = random.Random()
         put = self.bridge.put
         monotonic = time.monotonic
 
-        def emit(candle: Candle) -> None:
-            put((candle, monotonic()))
+        if historian is None:
+
+            def emit(candle: Candle) -> None:
+                put((candle, monotonic()))
+
+        else:
+            up = source.upstream
+            last: dict[str, tuple[int | float, int]] = {}
+            first_live = self._first_live
+            call_soon = asyncio.get_running_loop().call_soon_threadsafe
+            found = self._found
+
+            def emit(candle: Candle) -> None:
+                if candle.i is None:
+                    s, ot, n = candle.s, candle.ot, up.connects
+                    prev = last.get(s)
+                    if prev is None:
+                        first_live[s] = ot
+                    elif prev[1] != n and ot > prev[0]:  # the first bar of a new connection
+                        try:
+                            call_soon(found, s, prev[0], ot)
+                        except RuntimeError:  # the loop is closed: nobody to fill for
+                            pass
+                    last[s] = (ot, n)
+                put((candle, monotonic()))
 
         self._producer = ProducerThread(source, emit, self.bridge)
 
@@ -117,19 +189,118 @@ class SourceFeed:
         self._producer.start()
 
     async def run(self) -> None:
-        return
+        historian = self.historian
+        if historian is None:
+            return
+        try:
+            with self._scope:
+                async with anyio.create_task_group() as tg:
+                    if self.backfilling:
+                        tg.start_soon(self._backfill, historian)
+                    while True:
+                        await self._gap_found.wait()
+                        self._gap_found = anyio.Event()
+                        while self._gaps:
+                            tg.start_soon(self._fill, historian, *self._gaps.popleft())
+        finally:
+            self.backfilling = False
+            with anyio.CancelScope(shield=True):
+                await historian.client.aclose()
+
+    def _found(self, symbol: str, since: int | float, until: int | float) -> None:
+        """(loop) The producer thread saw a reconnect: fill ``[since, until)`` of ``symbol``."""
+        self._gaps.append((symbol, since, until))
+        self._gap_found.set()
+
+    def _deliver(self, candles: list[Candle]) -> History:
+        now = time.monotonic()
+        batch = History((c, now) for c in candles)
+        self._history.append(batch)
+        self.bridge.interrupt()
+        return batch
+
+    async def _backfill(self, historian: Historian) -> None:
+        from .history import FetchFailed, live_owned
+
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                got = await historian.backfill()
+                break
+            except FetchFailed as exc:
+                if attempt == 0:
+                    log.warning("history: backfill failed (%s); retrying with backoff, live data goes on", exc)
+                    self.backfilling = False  # ready without it; it lands when a retry succeeds
+                await anyio.sleep(self._delay(attempt))
+                attempt += 1
+        higher = {i.name: i.ms for i in historian.served}
+        candles = [c for symbol_bars in got.values() for c in live_owned(symbol_bars, self._first_live, higher)]
+        historian.client.stats.backfills += 1
+        historian.client.stats.bars += len(candles)
+        log.info(
+            "history: backfilled %d bar(s) of %d symbol(s) in %.2fs%s",
+            len(candles),
+            len(got),
+            time.monotonic() - started,
+            f" after {attempt} retr(ies)" if attempt else "",
+        )
+        self._backfill_batch = self._deliver(candles)
+
+    async def _fill(self, historian: Historian, symbol: str, since: int | float, until: int | float) -> None:
+        from .history import FetchFailed
+
+        stats = historian.client.stats
+        attempt = 0
+        while True:
+            try:
+                got = await historian.fill(symbol, since, until)
+                break
+            except FetchFailed as exc:
+                stats.fill_failures += 1
+                if attempt == 0:
+                    log.warning("history: filling %s after a reconnect failed (%s); retrying with backoff", symbol, exc)
+                await anyio.sleep(self._delay(attempt))
+                attempt += 1
+        stats.fills += 1
+        stats.bars += len(got)
+        log.info(
+            "history: filled %s with %d bar(s) from %s to %s%s",
+            symbol,
+            len(got),
+            since,
+            until,
+            f" after {attempt} retr(ies)" if attempt else "",
+        )
+        self._deliver(got)
+
+    def _delay(self, attempt: int) -> float:
+        from .sources.base import backoff
+
+        return backoff(attempt, initial=self.retry_min, maximum=self.retry_max, rng=self._rng)
 
     async def batches(self, limit: int) -> AsyncIterator[list[Ingest]]:
         get_batch = self.bridge.get_batch
+        pending = self._history
         while True:
+            while pending:
+                history = pending.popleft()
+                yield history  # merged by the time the pump asks again
+                if history is self._backfill_batch:
+                    self._backfill_batch = None
+                    self.backfilling = False
             try:
-                yield await get_batch(limit)
+                batch = await get_batch(limit)
             except anyio.EndOfStream:
                 return
+            if batch:
+                yield batch
 
     def readiness(self, now: float) -> Readiness:
         up = self.source.upstream
         age = up.message_age(now)
+        if self.backfilling:
+            return Readiness("backfilling", age)
         if not up.connected:
             return Readiness("upstream finished" if up.finished else "upstream not connected", age)
         if age is None:
@@ -160,9 +331,32 @@ class SourceFeed:
         for reason, count in self.source.malformed.items():
             malformed.add_metric([reason], count)
         yield malformed
+        if self.historian is not None:
+            yield from _history_metrics(self)
 
     async def stop(self) -> None:
+        self._scope.cancel()
         await self._producer.stop()
+
+
+def _history_metrics(feed: SourceFeed) -> Iterator[Metric]:
+    assert feed.historian is not None
+    stats = feed.historian.client.stats
+    yield gauge("history_backfilling", "1 while the start-up backfill is under way", int(feed.backfilling))
+    yield counter("history_requests", "REST history requests sent to the broker", stats.requests)
+    yield counter("history_rate_limited", "REST answers 429/418: every request waited Retry-After", stats.rate_limited)
+    yield counter("history_bars", "Bars of history merged into the hub (backfill and gap fills)", stats.bars)
+    yield counter("history_backfills", "Start-up backfills completed", stats.backfills)
+    yield counter("history_fills", "Gap fills completed after a reconnect", stats.fills)
+    yield counter(
+        "history_fill_failures", "Gap fill attempts that failed (each is retried with backoff)", stats.fill_failures
+    )
+    rejected = CounterMetricFamily(
+        "candlecast_history_rejected", "REST history answers or bars rejected, by reason", labels=["reason"]
+    )
+    for reason, count in stats.rejected.items():
+        rejected.add_metric([reason], count)
+    yield rejected
 
 
 FeedFactory = Callable[["Settings"], Feed]
@@ -184,7 +378,49 @@ def for_settings(settings: Settings) -> Feed:
 
 
 def source_feed(settings: Settings) -> SourceFeed:
-    """The upstream source ``settings`` select, in a producer thread (not started)."""
+    """The upstream source ``settings`` select, in a producer thread (not started), with its
+    history over REST when the format has a history half."""
     from . import sources
 
-    return SourceFeed(sources.build(settings), bridge_size=settings.bridge_size, stale_after=settings.stale_after)
+    return SourceFeed(
+        sources.build(settings),
+        bridge_size=settings.bridge_size,
+        stale_after=settings.stale_after,
+        historian=historian_for(settings),
+        retry_min=settings.reconnect_min,
+        retry_max=settings.reconnect_max,
+    )
+
+
+def historian_for(settings: Settings) -> Historian | None:
+    """The backfill and gap fill ``settings`` call for: ``--source ws`` with a format that has a
+    history half and names its streams in the upstream URL or the subscribe message."""
+    if settings.source != "ws" or settings.upstream is None:
+        return None
+    from .formats import history
+    from .history import Historian, RestClient
+    from .rest import subscribe_message
+    from .settings import interval_set
+
+    half = history(settings.format)  # Settings checked that it resolves
+    if half is None:
+        return None
+    wanted = half.streams(settings.upstream, subscribe_message(settings.subscribe))
+    if not wanted:
+        log.warning("history: the upstream URL and the subscribe message name no stream: no backfill, no gap fill")
+        return None
+    intervals = interval_set(settings)
+    for w in wanted:
+        if w.interval is not None and w.interval != intervals.base.name:
+            log.warning(
+                "history: %s streams %s bars but the base interval is %s (--base-interval)",
+                w.symbol,
+                w.interval,
+                intervals.base.name,
+            )
+    client = RestClient(
+        half, settings.rest_url or half.base_url, upstream=settings.upstream, timeout=settings.rest_timeout
+    )
+    return Historian(
+        client, wanted, base=intervals.base, higher=intervals.higher, bars=min(settings.backfill, settings.history)
+    )

@@ -8,6 +8,10 @@ group :data:`ENTRY_POINT_GROUP` by an installed distribution; an import string
 or an import that fails, raises :class:`FormatError` with one line that says why. The settings,
 ``candlecast record`` and the sources all resolve through here, so they accept the same names.
 
+A format may also have a *history half* (:class:`~candlecast.rest.HistoryFormat`: REST requests
+for past bars and their answers as candles); :func:`history` finds it: the built-in one for a
+built-in name, else the ``history`` attribute of the plug-in's callable, if it has one.
+
 Imports plug-in code (at start-up, in the calling thread); owns nothing, closes nothing.
 The contract a plug-in implements, with a complete example: ``docs/formats.md``.
 """
@@ -19,7 +23,7 @@ import re
 from importlib.metadata import entry_points
 from typing import Final, cast
 
-from . import brokers, candles
+from . import brokers, candles, rest
 from .candles import Format
 
 #: Entry-point group other distributions register formats under, e.g. in their pyproject.toml:
@@ -69,6 +73,24 @@ def resolve(name: str) -> Format:
             f"format {name!r} (entry point {ep.value} from {owners[0]}): cannot load it: {_one_line(exc)}"
         ) from None
     return _callable(loaded, f"format {name!r} (entry point {ep.value})")
+
+
+def history(name: str) -> rest.HistoryFormat | None:
+    """The history half of the format ``name`` names, or ``None`` when it has none (it then
+    starts with no history, as a stream-only format always did); raises :class:`FormatError`
+    like :func:`resolve`, and when a plug-in's ``history`` attribute is not a history half."""
+    key = builtin_name(name)
+    if key is not None:
+        return rest.HISTORY.get(key)
+    half = getattr(resolve(name), "history", None)
+    if half is None:
+        return None
+    if not isinstance(half, rest.HistoryFormat):
+        raise FormatError(
+            f"format {name.strip()!r}: its history attribute is a {type(half).__name__}, not a history half "
+            "(base_url, max_limit, streams, serves, request, parse, pause: see docs/formats.md)"
+        )
+    return half
 
 
 def _import_string(text: str) -> Format:

@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Protocol
 
 import anyio
 
 from .candles import Candle, encode
+from .frames import text_frame
 from .intervals import Aggregator, IntervalSet
 from .protocol import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN, resync_frame
 from .stats import Stats
@@ -42,14 +45,27 @@ Key = tuple[str, int | float]  # (stream, bar open time): one bar of one symbol 
 
 
 class Update:
-    """One encoded candle, shared by every subscriber. Never mutated after creation."""
+    """One encoded candle, shared by every subscriber: its JSON ``text`` and its complete
+    WebSocket ``frame`` (for the direct path), each built once. Never mutated after creation."""
 
-    __slots__ = ("key", "received", "text")
+    __slots__ = ("frame", "key", "received", "text")
 
-    def __init__(self, key: Key, text: str, received: float) -> None:
+    def __init__(self, key: Key, payload: bytes, received: float) -> None:
         self.key = key
-        self.text = text
+        self.text = payload.decode()
+        self.frame = text_frame(payload)
         self.received = received
+
+
+class DirectWrite(Protocol):
+    """What a connection offers for the direct path (see :mod:`candlecast.protocols`)."""
+
+    def ready(self) -> bool:
+        """Open and writable now (below the transport's high-water mark)."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Write whole frames now."""
 
 
 class Reply:
@@ -95,10 +111,13 @@ class Subscriber:
     """
 
     __slots__ = (
+        "_dirty",
         "_items",
         "_last",
         "_merge_from",
         "_on_end",
+        "_out",
+        "_out_received",
         "_receive",
         "_replaced",
         "_send",
@@ -106,6 +125,7 @@ class Subscriber:
         "_waiter",
         "close_code",
         "close_reason",
+        "direct",
         "history",
         "state",
         "symbols",
@@ -119,6 +139,7 @@ class Subscriber:
         bound: int,
         stats: Stats,
         on_end: Iterable[Callable[[], object]],
+        dirty: list[Subscriber] | None = None,
     ) -> None:
         self.symbols = symbols
         self.history = history
@@ -135,6 +156,11 @@ class Subscriber:
         self._send, self._receive = anyio.create_memory_object_stream[Update | Reply | _Snapshot](bound)
         self._waiter: asyncio.Future[None] | None = None  # the writer, parked on an empty stream
         self._items = 0  # items in the stream: offer/queue add, next_batch takes them all
+        #: The connection's direct path, when it offers one (set by the session after accept).
+        self.direct: DirectWrite | None = None
+        self._out: list[bytes] | None = None  # frames due on the direct path in this pump step
+        self._out_received = 0.0
+        self._dirty = dirty if dirty is not None else []  # the hub's list of subscribers with _out
 
     # -- the hub's face ---------------------------------------------------------------------
 
@@ -146,6 +172,18 @@ class Subscriber:
         is still queued replaces the content of that bar's last queued entry instead of taking
         a new place.
         """
+        out = self._out
+        if out is not None:  # on the direct path in this pump step already
+            out.append(update.frame)
+            self._out_received = update.received
+            return True
+        direct = self.direct
+        if direct is not None and self._waiter is not None and not self._items and direct.ready():
+            # caught up (nothing queued, writer parked) and writable: write it in this pump step
+            self._out = [update.frame]
+            self._out_received = update.received
+            self._dirty.append(self)
+            return True
         key = update.key
         last = self._last.get(key)
         if last is not None and self._items >= self._merge_from:
@@ -188,6 +226,7 @@ class Subscriber:
         self._send.close()
         self._last.clear()
         self._replaced.clear()
+        self._out = None
         self._wake()
         for callback in self._on_end:
             callback()
@@ -196,6 +235,16 @@ class Subscriber:
     def pending(self) -> int:
         """Items queued now (for metrics)."""
         return self._items
+
+    def write_out(self, now: float, observe: Callable[[float], None]) -> int:
+        """Write this pump step's direct-path frames in one write; returns how many."""
+        out = self._out
+        self._out = None
+        if out is None or self.direct is None or self.state is SubscriptionState.ENDED:
+            return 0
+        self.direct.write(out[0] if len(out) == 1 else b"".join(out))
+        observe(now - self._out_received)
+        return len(out)
 
     # -- the writer's face ------------------------------------------------------------------
 
@@ -277,8 +326,12 @@ class Hub:
         self._wild: dict[Subscriber, None] = {}
         self._routes: dict[str, dict[Subscriber, None]] = {}
         self._subscribers: set[Subscriber] = set()
+        self._dirty: list[Subscriber] = []  # subscribers with direct-path frames in this step
         self._closed = False
         self._idle = anyio.Event()
+        #: A bar was inserted behind a stream's newest since the last :meth:`refresh` (a gap
+        #: filled upstream): the pump re-snapshots the clients after the batch.
+        self.behind = False
 
     # -- input ------------------------------------------------------------------------------
 
@@ -310,7 +363,7 @@ class Hub:
 
     def _publish(self, stream: str, candle: Candle, received: float, base: bool) -> Update:
         ot = candle.ot
-        update = Update((stream, ot), encode(candle).decode(), received)
+        update = Update((stream, ot), encode(candle), received)
         bars = self._bars.get(stream)
         if bars is None:
             bars = self._bars[stream] = deque(maxlen=self.history)
@@ -318,11 +371,8 @@ class Hub:
             bars.append(update)
         elif ot == bars[-1].key[1]:
             bars[-1] = update
-        else:  # a late update of an older bar: fix it in place if still kept
-            for k in range(len(bars) - 2, -1, -1):
-                if bars[k].key[1] == ot:
-                    bars[k] = update
-                    break
+        else:  # an older bar: fix it in place if kept, else insert it in order (history, a gap fill)
+            self._place(bars, update, ot)
         slow: list[Subscriber] = []
         if base:
             for sub in self._wild:
@@ -337,6 +387,50 @@ class Hub:
             self.stats.slow_disconnects += 1
             sub.end(CLOSE_TRY_AGAIN, f"client too slow: more than {self.client_queue} updates pending")
         return update
+
+    def _place(self, bars: deque[Update], update: Update, ot: int | float) -> None:
+        """Put an older bar at its place in ``bars``: replace the one kept with the same open
+        time, or insert it between its neighbours; a bar older than a full ring is dropped. An
+        insertion sets :attr:`behind`: live clients cannot see a bar behind their newest."""
+        k = len(bars) - 2
+        while k >= 0 and bars[k].key[1] > ot:
+            k -= 1
+        if k >= 0 and bars[k].key[1] == ot:
+            bars[k] = update
+            return
+        if len(bars) == bars.maxlen:
+            if k < 0:
+                return  # older than everything kept
+            bars.popleft()
+            k -= 1
+        bars.insert(k + 1, update)
+        self.behind = True
+
+    def merge(self, candles: Iterable[tuple[Candle, float]]) -> None:
+        """Merge history (a start-up backfill, a gap fill) into the bars, in order, offering none
+        of it live, then re-snapshot every subscriber (``{"op":"resync"}`` and its snapshot):
+        a bar already held is replaced, a missing one inserted, aggregates corrected. Base bars
+        before the higher intervals' own bars of the same period, so those win. Not counted as
+        candles in. Never awaits."""
+        wild, routes = self._wild, self._routes
+        self._wild, self._routes = {}, {}
+        candles_in = self.stats.candles_in
+        try:
+            for candle, received in candles:
+                self.publish(candle, received)
+        finally:
+            self._wild, self._routes = wild, routes
+            self.stats.candles_in = candles_in
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-snapshot every subscriber: a ``{"op":"resync"}`` reply, then its snapshot; clears
+        :attr:`behind`."""
+        self.behind = False
+        frame = resync_frame()
+        for sub in list(self._subscribers):
+            sub.queue(Reply(frame))
+            sub.queue(_Snapshot(self.snapshot(sub.symbols, sub.history)))
 
     def resync(self, candles: Iterable[tuple[Candle, float]]) -> None:
         """Replace every bar with ``candles`` (oldest first per stream) as :meth:`publish` would
@@ -356,10 +450,23 @@ class Hub:
         finally:
             self._wild, self._routes = wild, routes
             self.stats.candles_in = candles_in
-        frame = resync_frame()
-        for sub in list(self._subscribers):
-            sub.queue(Reply(frame))
-            sub.queue(_Snapshot(self.snapshot(sub.symbols, sub.history)))
+        self.refresh()
+
+    def flush(self) -> None:
+        """End of a pump step: every caught-up subscriber's frames of this step go out in one
+        write each (the direct path), with no task wake-up. Never awaits."""
+        dirty = self._dirty
+        if not dirty:
+            return
+        now = time.monotonic()
+        observe = self.stats.latency.observe
+        written = 0
+        for sub in dirty:
+            written += sub.write_out(now, observe)
+        dirty.clear()
+        self.stats.candles_out += written
+        self.stats.frames_out += written
+        self.stats.direct_frames += written
 
     # -- subscriptions ----------------------------------------------------------------------
 
@@ -382,7 +489,9 @@ class Hub:
             self._unroute(sub)
 
         callbacks = (unroute,) if on_end is None else (unroute, on_end)
-        sub = Subscriber(symbols, history, bound=self.client_queue, stats=self.stats, on_end=callbacks)
+        sub = Subscriber(
+            symbols, history, bound=self.client_queue, stats=self.stats, on_end=callbacks, dirty=self._dirty
+        )
         sub.queue(_Snapshot(self.snapshot(symbols, history)))
         self._subscribers.add(sub)
         self._route(sub, symbols)

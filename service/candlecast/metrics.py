@@ -51,6 +51,7 @@ class Collector(_Collector):
         yield counter("candles_in", "Candles published by the hub", s.candles_in)
         yield counter("candles_out", "Candles delivered to clients (one per client)", s.candles_out)
         yield counter("frames_out", "WebSocket data frames sent to clients", s.frames_out)
+        yield counter("direct_frames", "Frames written on the direct path (caught-up clients)", s.direct_frames)
         yield counter("merged", "Pending updates replaced by a newer state of the same bar", s.merged)
         yield counter("slow_disconnects", "Clients closed with 1013 for falling behind", s.slow_disconnects)
         yield gauge("client_queue_items", "Items pending across all client queues", self.hub.pending())

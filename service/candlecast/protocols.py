@@ -8,11 +8,14 @@ lost; nothing else is held.
   connecting, or of the first byte of its next request on a kept-alive connection; otherwise it
   gets a 408 and is closed (counted). Idle kept-alive connections are closed by uvicorn after
   ``--keepalive-timeout``. An invalid request or unsupported upgrade is one throttled log line.
-- :func:`websocket_protocol`: uvicorn's websockets-sansio protocol, where a client's protocol
-  violation (a text frame that is not UTF-8, an oversize frame, a framing error, a refused
-  handshake) closes that connection as before (1007, 1009, 1002, HTTP 400) but costs at most one
-  short, throttled log line and a count (``candlecast_protocol_violations_total``), instead of a
-  traceback per frame; the session's writer then sees a disconnected client, not an error.
+- :func:`websocket_protocol`: uvicorn's websockets-sansio protocol that offers the application a
+  **direct path** (the ASGI extension :data:`DIRECT`, a :class:`DirectChannel`): prepared frames
+  written straight to the connection's transport while it is open and below its high-water
+  mark. A client's protocol violation (a text frame that is not UTF-8, an oversize frame, a
+  framing error, a refused handshake) closes that connection as before (1007, 1009, 1002, HTTP
+  400) but costs at most one short, throttled log line and a count
+  (``candlecast_protocol_violations_total``), instead of a traceback per frame; the session's
+  writer then sees a disconnected client, not an error.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from .guard import Guard
 #: (warnings and errors only, so a real failure still shows).
 _QUIET = logging.getLogger("candlecast.protocols.handshake")
 _QUIET.setLevel(logging.WARNING)
+
+#: The ASGI extension key under which a WebSocket scope offers its :class:`DirectChannel`.
+DIRECT = "candlecast.direct"
 
 _TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
@@ -97,9 +103,42 @@ def http_protocol(guard: Guard) -> type[asyncio.Protocol]:
     return GuardedHttpProtocol
 
 
-def websocket_protocol(guard: Guard) -> type[asyncio.Protocol]:
+class DirectChannel:
+    """The application's way to write prepared, complete, unmasked frames to one connection.
+
+    Only whole frames go through it, and only while :meth:`ready`: the handshake is done, no
+    close frame has been sent or received, the connection is not lost, and the transport is
+    below its high-water mark. uvicorn never fragments what it sends and writes its own
+    pings, pongs and close frame as whole frames too, so frames never interleave badly; once a
+    close is sent or the connection is lost, :meth:`ready` is false for good and nothing more
+    is written.
+    """
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+
+    def ready(self) -> bool:
+        p = self._protocol
+        return (
+            p.handshake_complete
+            and not p.close_sent
+            and not p.disconnected
+            and p.writable.is_set()
+            and not p.transport.is_closing()
+            and p.conn.close_rcvd is None
+        )
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` (whole frames) now; the caller checked :meth:`ready` in this step."""
+        self._protocol.transport.write(data)
+
+
+def websocket_protocol(guard: Guard, *, direct: bool = True) -> type[asyncio.Protocol]:
     """uvicorn's websockets-sansio protocol whose client protocol violations are counted and
-    logged in one throttled line."""
+    logged in one throttled line, offering the direct path (unless ``direct`` is off, or
+    permessage-deflate is on: compressed frames are per connection)."""
 
     class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         def handle_parser_exception(self) -> None:
@@ -155,5 +194,9 @@ def websocket_protocol(guard: Guard) -> type[asyncio.Protocol]:
             if self.response.status_code != 101:
                 status = f"{self.response.status_code} {self.response.reason_phrase}"
                 guard.violation("bad_handshake", self.client, f"refused WebSocket handshake ({status})")
+            elif direct and not self.config.ws_per_message_deflate:
+                extensions = self.scope.get("extensions")
+                if extensions is not None:
+                    extensions[DIRECT] = {"channel": DirectChannel(self)}
 
     return GuardedWebSocketProtocol

@@ -33,7 +33,11 @@ def config(app: Starlette, settings: Settings, *, guard: Guard | None = None) ->
     both counting into ``guard`` (the service's: :attr:`candlecast.app.Service.guard`). Installs
     the log filter that masks tokens, once uvicorn has set up its loggers."""
     guard = guard if guard is not None else Guard(settings)
-    ws = websocket_protocol(guard) if settings.ws_impl == "websockets-sansio" else settings.ws_impl
+    ws = (
+        websocket_protocol(guard, direct=settings.ws_direct)
+        if settings.ws_impl == "websockets-sansio"
+        else settings.ws_impl
+    )
     cfg = uvicorn.Config(
         app,
         host=settings.host,

@@ -33,7 +33,7 @@ ENV_PREFIX: Final = "CANDLECAST_"
 #: The dashboard's chart library, inside the package: the build (hatch_build.py) puts it there,
 #: in a wheel, an sdist and an editable checkout alike.
 DEFAULT_CHART_JS: Final = Path(__file__).resolve().parent / "static" / "vendor" / "lightweight-charts.mjs"
-_OPTIONAL: Final = ("upstream", "subscribe", "replay_file", "base_interval", "redis_url")
+_OPTIONAL: Final = ("upstream", "subscribe", "replay_file", "base_interval", "redis_url", "rest_url")
 _JWT_OPTIONAL: Final = ("jwt_secret", "jwt_public_key", "jwt_audience", "jwt_issuer")
 DEFAULT_INTERVALS: Final = ("1m", "5m", "15m", "1h", "4h", "1d")
 
@@ -59,6 +59,8 @@ class Settings:
     base_interval: str | None = None
     seed: int = 1
     backfill: int = 300
+    rest_url: str | None = None
+    rest_timeout: float = 10.0
     replay_file: str | None = None
     speed: float = 1.0
     history: int = 500
@@ -78,6 +80,7 @@ class Settings:
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     ws_compression: bool = False
+    ws_direct: bool = True
     stale_after: float = 30.0
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
@@ -170,7 +173,13 @@ _OPTIONS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
     "intervals": (_list, "bar intervals served, comma-separated, built from the base bars (UTC-aligned)"),
     "base_interval": (_str, "the source's bar interval, e.g. 1m (default: --bar-seconds for sim, else 1m)"),
     "seed": (_int(0, 2**63), "simulator random seed"),
-    "backfill": (_int(0, 100_000), "simulator bars of made-up history per symbol at start (capped at --history)"),
+    "backfill": (
+        _int(0, 100_000),
+        "bars of history per symbol and interval loaded at start (capped at --history): made up by the simulator, "
+        "fetched over the broker's REST API for --source ws when the format has a history half",
+    ),
+    "rest_url": (_str, "the broker's REST base URL for history, e.g. https://api.binance.com (default: the format's)"),
+    "rest_timeout": (_float(0.05, 300.0), "seconds a history (REST) request may take to connect, and to answer"),
     "replay_file": (_str, "JSONL file for --source replay"),
     "speed": (_float(0.0), "replay speed factor (1: recorded pace, 0: as fast as possible)"),
     "history": (_int(1, 100_000), "bars kept per symbol for snapshots and /api/candles"),
@@ -189,6 +198,11 @@ _OPTIONS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
     "root_path": (_str, "path prefix the app is mounted under behind a proxy, e.g. /candlecast"),
     "ws_ping_interval": (_float(0.0), "seconds between WebSocket pings to clients (0: off)"),
     "ws_ping_timeout": (_float(0.0), "seconds to wait for a pong before dropping a client"),
+    "ws_direct": (
+        parse_bool,
+        "write caught-up clients' frames straight to their sockets, one write per pump step (needs"
+        " --ws-impl websockets-sansio, no compression)",
+    ),
     "ws_compression": (parse_bool, "permessage-deflate for clients (off: saves ~300 KiB/connection)"),
     "stale_after": (_float(0.1), "seconds without upstream data before /readyz reports stale"),
     "reconnect_min": (_float(0.01), "first upstream reconnect delay, seconds"),
@@ -245,10 +259,13 @@ def _validate(s: Settings) -> None:
             raise _fail("upstream", "required with --source ws")
         if not re.match(r"^wss?://[^/\s]+", s.upstream):
             raise _fail("upstream", f"must be a ws:// or wss:// URL, got {s.upstream!r}")
+    if s.rest_url is not None and not re.match(r"^https?://[^/\s]+", s.rest_url):
+        raise _fail("rest_url", f"must be an http:// or https:// URL, got {s.rest_url[:60]!r}")
     if s.source == "replay" and not s.replay_file:
         raise _fail("replay_file", "required with --source replay")
     try:
         formats.resolve(s.format)
+        formats.history(s.format)
     except formats.FormatError as exc:
         raise _fail("format", str(exc)) from None
     if s.subscribe is not None:

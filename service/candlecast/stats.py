@@ -46,6 +46,7 @@ class Stats:
         "candles_out",
         "client_errors",
         "clients_total",
+        "direct_frames",
         "frames_out",
         "latency",
         "merged",
@@ -57,6 +58,7 @@ class Stats:
         self.candles_in = 0
         self.candles_out = 0
         self.frames_out = 0
+        self.direct_frames = 0
         self.merged = 0
         self.slow_disconnects = 0
         self.clients_total = 0

@@ -36,7 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .auth import offered_token, origin_ok
 from .guard import Guard
-from .hub import Hub, HubClosed, HubFull, Reply, Subscriber, Update
+from .hub import DirectWrite, Hub, HubClosed, HubFull, Reply, Subscriber, Update
 from .limits import TokenBucket
 from .protocol import (
     CLOSE_GOING_AWAY,
@@ -54,6 +54,7 @@ from .protocol import (
     pong_frame,
     reply_frame,
 )
+from .protocols import DIRECT, DirectChannel
 from .runtime import Runtime
 from .stats import Stats
 from .tokens import Grant, TokenError
@@ -155,6 +156,7 @@ async def _serve(runtime: Runtime, websocket: WebSocket, send: Send, guard: Guar
     scope = anyio.CancelScope()
     try:
         async with hub.subscribe(symbols, history=options.history, on_end=scope.cancel) as sub:
+            sub.direct = _direct_channel(websocket.scope)
             with scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_writer, send, sub, options.batch, stats, tg.cancel_scope.cancel)
@@ -174,6 +176,14 @@ async def _serve(runtime: Runtime, websocket: WebSocket, send: Send, guard: Guar
         await _close_slow(websocket, sub.close_reason)
     elif sub.close_code is not None:
         await _close(websocket, sub.close_code, sub.close_reason)
+
+
+def _direct_channel(scope: Scope) -> DirectWrite | None:
+    """The connection's direct path, when the server offers it (candlecast's own WebSocket
+    protocol, without compression); otherwise every frame goes through ``send``."""
+    offer = scope.get("extensions", {}).get(DIRECT)
+    channel = offer.get("channel") if isinstance(offer, dict) else None
+    return channel if isinstance(channel, DirectChannel) else None
 
 
 def _open(websocket: WebSocket) -> bool:

@@ -74,13 +74,13 @@ async def candlecast(
         config(service.asgi, dataclasses.replace(settings, port=port, log_level=log_level), guard=service.guard),
         drain=service.drain,
     )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        try:
-            yield Candlecast(server, service, port, settings)
-        finally:
-            server.request_exit()
-    sock.close()
+    with sock:  # closed however the test ends
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            try:
+                yield Candlecast(server, service, port, settings)
+            finally:
+                server.request_exit()
 
 
 class FakeBroker:

@@ -8,9 +8,11 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, WebSocketRoute, async_playwright
@@ -296,4 +298,215 @@ async def test_the_page_works_with_a_token_that_never_appears_in_a_url_it_reques
         errors = Errors(page, allow=REFUSED)
         await page.goto(cc.url + f"/?symbol=AAA#token={token}x")
         assert "refused" in await notice_says(page, "token")
+        assert errors.messages == []
+
+
+# -- intervals: the switcher, re-seeding over the same socket, the legend -------------------------
+
+
+async def api_count(cc: Any, symbol: str, interval: str, limit: int) -> int:
+    """How many bars the server has for ``limit`` (what the page's ``history=limit`` gets)."""
+    async with httpx.AsyncClient() as http:
+        res = await http.get(cc.url + "/api/candles", params={"symbol": symbol, "interval": interval, "limit": limit})
+    assert res.status_code == 200, res.text
+    return len(res.json())
+
+
+async def wait_seeded(page: Page, stream: str) -> dict[str, Any]:
+    """Wait until the chart of ``stream`` ("AAA" or "AAA@5m") is seeded; its bar count and times."""
+    await page.wait_for_function(
+        "(s) => { const c = window.candlecast.charts.get(s); return c && c.seeded && c.awaiting === null; }",
+        arg=stream,
+        timeout=TIMEOUT_MS,
+    )
+    chart: dict[str, Any] = await page.evaluate(
+        "(s) => { const c = window.candlecast.charts.get(s); "
+        "return {seededWith: c.seededWith, times: c.series.data().map((b) => b.time), interval: c.interval}; }",
+        stream,
+    )
+    return chart
+
+
+def seconds(interval: str) -> int:
+    return int(interval[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[interval[-1]]
+
+
+async def assert_reseeded(page: Page, cc: Any, symbol: str, interval: str, history: int) -> None:
+    """The chart of ``symbol@interval`` was seeded with the server's bars of that interval."""
+    chart = await wait_seeded(page, f"{symbol}@{interval}")
+    assert chart["interval"] == interval
+    assert chart["seededWith"] == await api_count(cc, symbol, interval, history)
+    assert len(chart["times"]) >= chart["seededWith"]  # live bars may have followed
+    assert all(t % seconds(interval) == 0 for t in chart["times"]), chart["times"][:5]
+    assert chart["times"] == sorted(set(chart["times"]))
+
+
+async def test_switching_the_interval_in_the_single_view_reseeds_over_the_same_socket() -> None:
+    async with candlecast(SIM) as cc, browser() as b:
+        page = await b.new_page(viewport={"width": 1280, "height": 720})
+        errors = Errors(page)
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        await page.goto(cc.url + "/?symbol=AAA&history=50")
+        await wait_live(page)
+        base = await wait_seeded(page, "AAA")
+        assert base["seededWith"] == await api_count(cc, "AAA", "1s", 50)
+        assert await page.locator(".intervals button[aria-pressed=true]").text_content() == "1s"
+
+        await page.locator(".intervals button[data-interval='15m']").click()
+        await assert_reseeded(page, cc, "AAA", "15m", 50)
+        assert await page.evaluate("() => window.candlecast.charts.has('AAA')") is False
+        query = await page.evaluate("() => Object.fromEntries(new URLSearchParams(location.search))")
+        assert query == {"symbol": "AAA", "interval": "15m", "history": "50"}
+        assert await page.locator(".intervals button[aria-pressed=true]").text_content() == "15m"
+        await page.screenshot(path=str(OUT / "dashboard-interval-single.png"))
+        # to 1d and back to the base: the same socket all along
+        await page.locator(".intervals button[data-interval='1d']").click()
+        await assert_reseeded(page, cc, "AAA", "1d", 50)
+        await page.locator(".intervals button[data-interval='1s']").click()
+        await page.wait_for_function("() => !location.search.includes('interval=')", timeout=TIMEOUT_MS)
+        assert (await wait_seeded(page, "AAA"))["seededWith"] == await api_count(cc, "AAA", "1s", 50)
+        await page.locator(".intervals button[data-interval='1h']").click()
+        await assert_reseeded(page, cc, "AAA", "1h", 50)
+        assert len(sockets) == 1, sockets
+        assert "symbols=AAA&" in sockets[0]
+
+        await page.reload()  # the URL restores the choice: the new socket asks for AAA@1h
+        await wait_live(page)
+        await assert_reseeded(page, cc, "AAA", "1h", 50)
+        assert await page.locator(".intervals button[aria-pressed=true]").text_content() == "1h"
+        assert len(sockets) == 2 and "symbols=AAA%401h&" in sockets[1], sockets
+        assert errors.messages == []
+
+
+async def test_switching_the_interval_of_one_grid_chart_leaves_the_others_alone() -> None:
+    async with candlecast(SIM) as cc, browser() as b:
+        page = await b.new_page(viewport={"width": 1280, "height": 800})
+        errors = Errors(page)
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        await page.goto(cc.url + "/?view=grid&symbols=AAA,BBB@5m,CCC&history=40")
+        await wait_live(page)
+        await assert_reseeded(page, cc, "BBB", "5m", 40)
+        await wait_seeded(page, "AAA")
+        await wait_seeded(page, "CCC")
+        ccc = page.locator("article.card", has_text="CCC")
+        await ccc.locator(".intervals button[data-interval='1h']").click()
+        await assert_reseeded(page, cc, "CCC", "1h", 40)
+        await page.wait_for_function(
+            "() => new URLSearchParams(location.search).get('symbols') === 'AAA,BBB@5m,CCC@1h'", timeout=TIMEOUT_MS
+        )
+        # only CCC was re-seeded (once more); the others go on, live on the same socket
+        frames = await page.evaluate("() => window.candlecast.frames")
+        await wait_live(page, frames + 3)
+        seeds = await page.evaluate(
+            "() => Object.fromEntries([...window.candlecast.charts].map(([k, c]) => [k, c.seeds]))"
+        )
+        assert seeds == {"AAA": 1, "BBB@5m": 1, "CCC@1h": 2}
+        assert await page.evaluate("() => [...window.candlecast.charts.keys()].sort()") == ["AAA", "BBB@5m", "CCC@1h"]
+        pressed = await page.locator(".intervals button[aria-pressed=true]").all_text_contents()
+        assert pressed == ["1s", "5m", "1h"]
+        assert len(sockets) == 1, sockets
+        await page.screenshot(path=str(OUT / "dashboard-interval-grid.png"))
+
+        await page.reload()
+        await wait_live(page)
+        await assert_reseeded(page, cc, "CCC", "1h", 40)
+        assert await page.locator(".intervals button[aria-pressed=true]").all_text_contents() == pressed
+        assert errors.messages == []
+
+
+async def test_the_interval_switcher_works_with_the_keyboard() -> None:
+    async with candlecast(SIM) as cc, browser() as b:
+        page, errors = await open_live(b, cc.url + "/?symbol=AAA&history=30")
+        await wait_seeded(page, "AAA")
+        # Tab from the top of the page until the switcher has the focus: one stop, the pressed button
+        focused = ""
+        for _ in range(10):
+            await page.keyboard.press("Tab")
+            focused = await page.evaluate("() => document.activeElement?.closest('.intervals') ? 'switcher' : ''")
+            if focused:
+                break
+        assert focused == "switcher"
+        assert await page.evaluate("() => document.activeElement.getAttribute('aria-pressed')") == "true"
+        assert await page.evaluate("() => document.activeElement.matches(':focus-visible')")
+        await page.keyboard.press("ArrowRight")  # 1s -> 1m: focus moves, nothing switches yet
+        assert await page.evaluate("() => document.activeElement.dataset.interval") == "1m"
+        await page.keyboard.press("Enter")
+        await assert_reseeded(page, cc, "AAA", "1m", 30)
+        await page.keyboard.press("ArrowRight")
+        await page.keyboard.press("Space")
+        await assert_reseeded(page, cc, "AAA", "5m", 30)
+        await page.keyboard.press("End")  # the last interval; Home: the first
+        assert await page.evaluate("() => document.activeElement.dataset.interval") == "1d"
+        await page.keyboard.press("Home")
+        assert await page.evaluate("() => document.activeElement.dataset.interval") == "1s"
+        assert await page.evaluate("() => new URLSearchParams(location.search).get('interval')") == "5m"
+        assert errors.messages == []
+
+
+def decimals(x: float) -> int:
+    exponent = Decimal(repr(x)).as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
+
+
+LEGEND = """(x) => {
+  const c = window.candlecast.charts.get('AAA@1h');
+  const text = (k) => c.legend.querySelector(`[data-k="${k}"]`)?.textContent ?? null;
+  const time = c.chart.timeScale().coordinateToTime(x);
+  const data = c.series.data();
+  return {
+    time, shown: c.shown?.time ?? null, last: data.at(-1), bar: data.find((b) => b.time === time) ?? null,
+    precision: window.candlecast.precision.get('AAA'), format: c.series.options().priceFormat,
+    prices: data.flatMap((b) => [b.open, b.high, b.low, b.close]),
+    legend: { O: text('O'), H: text('H'), L: text('L'), C: text('C'), V: text('V'), change: text('change') },
+  };
+}"""
+
+
+def legend_of(bar: dict[str, float], p: int) -> dict[str, str]:
+    change = bar["close"] - bar["open"]
+    if round(change, p) == 0:
+        change = 0.0
+    sign = "+" if change > 0 else ""
+    pct = change / bar["open"] * 100
+    return {
+        "O": f"{bar['open']:.{p}f}",
+        "H": f"{bar['high']:.{p}f}",
+        "L": f"{bar['low']:.{p}f}",
+        "C": f"{bar['close']:.{p}f}",
+        "change": f"{sign}{change:.{p}f} ({sign}{pct:.2f}%)",
+    }
+
+
+async def test_the_legend_shows_the_bar_under_the_cursor_with_the_symbols_precision() -> None:
+    async with candlecast(SIM) as cc, browser() as b:
+        # 1 h bars: no new bar appears under the cursor while the test looks
+        page, errors = await open_live(b, cc.url + "/?symbol=AAA&interval=1h&history=100")
+        await wait_seeded(page, "AAA@1h")
+        box = await page.locator(".plot").bounding_box()
+        assert box is not None
+        x = box["width"] * 0.6
+        await page.mouse.move(box["x"] + x, box["y"] + box["height"] * 0.4)
+        await page.wait_for_function("() => window.candlecast.charts.get('AAA@1h').hover !== null", timeout=TIMEOUT_MS)
+        seen = await page.evaluate(LEGEND, x)
+        p = seen["precision"]
+        assert max(decimals(v) for v in seen["prices"]) <= p <= 8
+        assert seen["format"]["precision"] == p and seen["format"]["minMove"] == pytest.approx(10**-p)
+        assert seen["bar"] is not None and seen["time"] != seen["last"]["time"], "an older bar is under the cursor"
+        assert seen["shown"] == seen["time"]
+        legend = seen["legend"]
+        assert legend.pop("V")  # the bar's volume, compact
+        assert legend == legend_of(seen["bar"], p)
+        await page.screenshot(path=str(OUT / "dashboard-legend.png"))
+        # off the chart: the legend shows the latest bar
+        await page.mouse.move(1, 1)
+        await page.wait_for_function("() => window.candlecast.charts.get('AAA@1h').hover === null", timeout=TIMEOUT_MS)
+        seen = await page.evaluate(LEGEND, x)
+        assert seen["shown"] == seen["last"]["time"]
+        legend = seen["legend"]
+        legend.pop("V")
+        assert legend == legend_of(seen["last"], p)
+        assert await page.locator(".card .last").text_content() == f"{seen['last']['close']:.{p}f}"
         assert errors.messages == []

@@ -206,6 +206,7 @@ class IngestFeed:
             source.start()
             async with anyio.create_task_group() as tg:
                 self._term = tg.cancel_scope
+                tg.start_soon(source.run)  # its backfill and gap fills: only the ingest asks the broker
                 tg.start_soon(self._pull, source)
                 tg.start_soon(self._renew)
                 await self._flush()

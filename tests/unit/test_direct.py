@@ -1,0 +1,148 @@
+"""The direct path of candlecast's uvicorn WebSocket protocol, driven through a real socket pair
+and read back with a real WebSocket client parser (websockets' sans-I/O ClientProtocol)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import anyio
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import Protocol, Side, State
+from websockets.uri import parse_uri
+
+from candlecast.frames import text_frame
+from candlecast.guard import Guard
+from candlecast.protocols import DIRECT, DirectChannel, websocket_protocol
+from candlecast.settings import Settings
+from tests.conftest import DEADLINE
+
+
+@pytest.mark.parametrize("n", [0, 1, 125, 126, 65_535, 65_536])
+def test_text_frame_is_what_a_websocket_parser_reads(n: int) -> None:
+    """Every length class of the header (7-bit, 16-bit, 64-bit) parses back to the payload."""
+    client = Protocol(Side.CLIENT, state=State.OPEN, max_size=None)  # the frame parser alone
+    payload = ("é" * (n // 2) + "a" * (n % 2)).encode()
+    client.receive_data(text_frame(payload))
+    [event] = client.events_received()
+    assert isinstance(event, Frame) and event.opcode is Opcode.TEXT and event.fin and event.data == payload
+
+
+class Peer:
+    """The client side of the socket pair: handshake, then every event parsed."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.proto = ClientProtocol(parse_uri("ws://127.0.0.1/ws"))
+        self.events: list[Any] = []
+
+    async def handshake(self) -> None:
+        request = self.proto.connect()
+        self.proto.send_request(request)
+        await self.flush()
+        while not any(isinstance(e, Response) for e in self.events):
+            await self.read()
+
+    async def flush(self) -> None:
+        for data in self.proto.data_to_send():
+            if data:
+                await anyio.wait_writable(self.sock)
+                self.sock.send(data)
+
+    async def read(self) -> None:
+        await anyio.wait_readable(self.sock)
+        data = self.sock.recv(1 << 20)
+        if data:
+            self.proto.receive_data(data)
+        else:
+            self.proto.receive_eof()
+        self.events.extend(self.proto.events_received())
+
+    def texts(self) -> list[str]:
+        return [e.data.decode() for e in self.events if isinstance(e, Frame) and e.opcode is Opcode.TEXT]
+
+
+async def test_direct_frames_interleave_with_sends_pings_and_stop_after_the_close() -> None:
+    """Prepared frames written directly, frames sent through ASGI and uvicorn's keepalive pings
+    arrive as a valid stream in order; after the close frame the channel refuses to be ready."""
+    channels: list[DirectChannel] = []
+    done = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        channel = scope["extensions"][DIRECT]["channel"]
+        channels.append(channel)
+        assert channel.ready()
+        channel.write(text_frame(b'"d1"') + text_frame(b'"d2"'))  # two frames, one write
+        await send({"type": "websocket.send", "text": '"s3"'})
+        protocol.send_keepalive_ping()  # uvicorn's own ping, between our frames
+        channel.write(text_frame(b'"d4"'))
+        await send({"type": "websocket.close", "code": 1001, "reason": "bye"})
+        assert not channel.ready()  # closed: nothing more may be written
+        done.set()
+
+    config = uvicorn.Config(app, lifespan="off", ws_ping_interval=None, ws_per_message_deflate=False)
+    config.load()
+    protocol_class = websocket_protocol(Guard(Settings()))
+    server_side, client_side = socket.socketpair()
+    client_side.setblocking(False)
+    loop = asyncio.get_running_loop()
+    protocol: Any = None
+
+    def factory() -> asyncio.Protocol:
+        nonlocal protocol
+        protocol = protocol_class(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
+        return protocol
+
+    transport, _ = await loop.connect_accepted_socket(factory, server_side)
+    peer = Peer(client_side)
+    try:
+        with anyio.fail_after(DEADLINE):
+            await peer.handshake()
+            await done.wait()
+            while not any(isinstance(e, Frame) and e.opcode is Opcode.CLOSE for e in peer.events):
+                await peer.read()
+        assert peer.texts() == ['"d1"', '"d2"', '"s3"', '"d4"']
+        opcodes = [e.opcode for e in peer.events if isinstance(e, Frame)]
+        assert opcodes == [Opcode.TEXT, Opcode.TEXT, Opcode.TEXT, Opcode.PING, Opcode.TEXT, Opcode.CLOSE]
+        assert peer.proto.close_rcvd is not None and peer.proto.close_rcvd.code == 1001
+    finally:
+        transport.close()
+        client_side.close()
+
+
+async def test_no_direct_path_with_compression() -> None:
+    """permessage-deflate frames are per connection: the extension is not offered."""
+    offered: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        offered.append(DIRECT in scope["extensions"])
+        await send({"type": "websocket.close", "code": 1000})
+
+    config = uvicorn.Config(app, lifespan="off", ws_per_message_deflate=True)
+    config.load()
+    protocol_class = websocket_protocol(Guard(Settings()))
+    server_side, client_side = socket.socketpair()
+    client_side.setblocking(False)
+    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
+        lambda: protocol_class(config=config, server_state=ServerState(), app_state={}),  # type: ignore[call-arg]
+        server_side,
+    )
+    peer = Peer(client_side)
+    try:
+        with anyio.fail_after(DEADLINE):
+            await peer.handshake()
+            while not offered:
+                await peer.read()
+        assert offered == [False]
+    finally:
+        transport.close()
+        client_side.close()
