@@ -53,6 +53,7 @@ SCENARIOS = [
     Scenario("200x500", 200, 500),
     Scenario("200x500 batch", 200, 500, batch=True),
     Scenario("1000x20", 1000, 20),
+    Scenario("5000x4", 5000, 4),
     Scenario("20x3000 +2 stalled", 20, 3000, stalled=2, seconds=20),
     Scenario("20x3000", 20, 3000, seconds=20),  # the same without stalled clients, for the ratio
 ]
@@ -204,7 +205,7 @@ def relay_cmd(relay: str, port: int, bport: int, port2: int = 0) -> list[str]:
     if relay == "candlecast":
         extra = os.environ.get("CANDLECAST_BENCH_ARGS", "").split()
         return [sys.executable, "-m", "candlecast", "--port", str(port), "--source", "ws", "--format", "seed",
-                "--upstream", up, "--log-level", "warning", "--max-clients", "5000", *extra]  # fmt: skip
+                "--upstream", up, "--log-level", "warning", "--max-clients", "10000", *extra]  # fmt: skip
     return [sys.executable, "-m", f"bench.relays.{relay}", "--port", str(port), "--upstream", up]
 
 

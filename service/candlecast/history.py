@@ -190,21 +190,30 @@ class Historian:
         self._cover = max(spans, default=0)  # the open bar of this interval is made whole
 
     async def backfill(self) -> dict[str, list[Candle]]:
-        """Per symbol, its base bars then each served higher interval's (tagged with ``i``)."""
+        """Per symbol, its base bars then each served higher interval's (tagged with ``i``), the
+        symbols fetched side by side; raises the first :class:`FetchFailed` once all are done."""
         out: dict[str, list[Candle]] = {}
         if self.bars <= 0:
             return out
 
+        failed: list[FetchFailed] = []
+
         async def one(symbol: str) -> None:
-            base = await self.back(symbol, self.base, self.bars, cover=self._cover)
-            higher: list[Candle] = []
-            for interval in self.served:
-                higher.extend(tagged(await self.back(symbol, interval, self.bars), interval.name))
+            try:
+                base = await self.back(symbol, self.base, self.bars, cover=self._cover)
+                higher: list[Candle] = []
+                for interval in self.served:
+                    higher.extend(tagged(await self.back(symbol, interval, self.bars), interval.name))
+            except FetchFailed as exc:
+                failed.append(exc)
+                return
             out[symbol] = base + higher
 
         async with anyio.create_task_group() as tg:
             for symbol in self.symbols:
                 tg.start_soon(one, symbol)
+        if failed:
+            raise failed[0]
         return {s: out[s] for s in self.symbols if s in out}
 
     async def back(self, symbol: str, interval: Interval, count: int, *, cover: int = 0) -> list[Candle]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import cast
+from collections import deque
+from typing import Any, cast
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -103,6 +104,42 @@ def http_protocol(guard: Guard) -> type[asyncio.Protocol]:
     return GuardedHttpProtocol
 
 
+class Inbox:
+    """What uvicorn's WebSocket protocol uses of ``asyncio.Queue`` -- ``put_nowait``, ``get``,
+    ``empty`` -- on one deque and at most one waiter (the session's receive): a third of the
+    queue's memory per connection. Unbounded like the queue it replaces: uvicorn pauses reading
+    from the socket while messages wait here."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            if self._waiter is not None:
+                raise RuntimeError("Inbox.get() is already awaited by another task")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
 class DirectChannel:
     """The application's way to write prepared, complete, unmasked frames to one connection.
 
@@ -141,6 +178,16 @@ def websocket_protocol(guard: Guard, *, direct: bool = True) -> type[asyncio.Pro
     permessage-deflate is on: compressed frames are per connection)."""
 
     class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.queue = cast("asyncio.Queue[Any]", Inbox())
+
+        async def send(self, message: Any) -> None:
+            await super().send(message)
+            if message["type"] == "websocket.accept" and self.handshake_complete:
+                # the handshake's request and response (headers and all) are not needed again
+                self.request = self.response = cast(Any, None)
+
         def handle_parser_exception(self) -> None:
             super().handle_parser_exception()
             # The connection is being failed (close frame sent, transport closing): from now on

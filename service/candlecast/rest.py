@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from .candles import Candle, MalformedMessage, make_candle
-from .intervals import Interval, IntervalError, parse_interval
+from .intervals import Interval, from_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,12 +398,9 @@ class KrakenHistory:
         if not isinstance(params, dict) or params.get("channel") != "ohlc":
             return []
         minutes = params.get("interval")
-        name = f"{minutes}m" if isinstance(minutes, int) and not isinstance(minutes, bool) else None
-        if name is not None:
-            try:
-                name = parse_interval(name).name
-            except IntervalError:
-                name = None
+        name = None
+        if isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0:
+            name = from_ms(minutes * 60_000).name
         symbols = params.get("symbol")
         out: list[Wanted] = []
         for s in symbols if isinstance(symbols, list) else ():

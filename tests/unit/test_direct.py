@@ -65,7 +65,7 @@ class Peer:
         self.events.extend(self.proto.events_received())
 
     def texts(self) -> list[str]:
-        return [e.data.decode() for e in self.events if isinstance(e, Frame) and e.opcode is Opcode.TEXT]
+        return [bytes(e.data).decode() for e in self.events if isinstance(e, Frame) and e.opcode is Opcode.TEXT]
 
 
 async def test_direct_frames_interleave_with_sends_pings_and_stop_after_the_close() -> None:
@@ -98,8 +98,9 @@ async def test_direct_frames_interleave_with_sends_pings_and_stop_after_the_clos
 
     def factory() -> asyncio.Protocol:
         nonlocal protocol
-        protocol = protocol_class(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
-        return protocol
+        made: asyncio.Protocol = protocol_class(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
+        protocol = made
+        return made
 
     transport, _ = await loop.connect_accepted_socket(factory, server_side)
     peer = Peer(client_side)

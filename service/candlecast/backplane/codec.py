@@ -200,7 +200,7 @@ def _text(value: object) -> str:
 
 class Bars:
     """The last ``history`` bars of each stream as the ingest wrote them, by the hub's rule (a
-    newer bar is appended, the same bar replaced, an older one fixed in place only while kept),
+    newer bar is appended, the same bar replaced, an older one fixed in place or inserted in order),
     so that the ingest can write them back to an empty restarted Redis."""
 
     def __init__(self, history: int) -> None:
@@ -215,11 +215,19 @@ class Bars:
             bars.append((ot, text))
         elif ot == bars[-1][0]:
             bars[-1] = (ot, text)
-        else:
-            for i in range(len(bars) - 2, -1, -1):
-                if bars[i][0] == ot:
-                    bars[i] = (ot, text)
-                    break
+        else:  # an older bar: replace it if kept, else insert it in order (history, a gap fill)
+            i = len(bars) - 2
+            while i >= 0 and bars[i][0] > ot:
+                i -= 1
+            if i >= 0 and bars[i][0] == ot:
+                bars[i] = (ot, text)
+                return
+            if len(bars) == bars.maxlen:
+                if i < 0:
+                    return
+                bars.popleft()
+                i -= 1
+            bars.insert(i + 1, (ot, text))
 
     def load(self, snapshot: Snapshot) -> None:
         """Replace everything with what a snapshot holds."""

@@ -438,6 +438,7 @@ function apply(candles) {
       label(c, sorted[sorted.length - 1]);
       continue;
     }
+    let latest = null;
     for (const m of list) {
       const time = toSeconds(m.ot);
       if (time < c.lastTime) {
@@ -447,8 +448,9 @@ function apply(candles) {
       c.series.update(toBar(m));
       if (m.v !== undefined) volumeSeries(c).update(toVolume(m));
       c.lastTime = time;
-      label(c, m);
+      latest = m;
     }
+    if (latest) label(c, latest);
   }
 }
 

@@ -1,0 +1,193 @@
+"""History over the broker's REST API, end to end: a real candlecast against a fake exchange
+(REST + WebSocket on loopback, Binance's shapes, a virtual clock; tests/integration/exchange.py).
+
+Start-up backfill of ``--history`` bars per symbol and interval, paging, 429 + ``Retry-After``,
+a REST timeout that live frames do not wait for, and a stream outage filled after the reconnect:
+every time, the clients' history is compared bar for bar with the exchange's.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import httpx
+from websockets.asyncio.client import ClientConnection
+
+from candlecast.settings import Settings
+from tests.conftest import DEADLINE
+from tests.integration.exchange import FakeExchange, fake_exchange
+from tests.integration.harness import Candlecast, candlecast, client, recv_json, synced
+
+Key = tuple[str, str]  # (symbol, interval)
+
+
+def settings_for(exchange: FakeExchange, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "source": "ws",
+        "upstream": exchange.url,
+        "format": "binance",
+        "rest_url": exchange.rest_url,
+        "intervals": ("1m", "5m", "1h"),
+        "history": 40,
+        "backfill": 40,
+        "reconnect_min": 0.02,
+        "reconnect_max": 0.1,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def streams(symbols: tuple[str, ...], intervals: tuple[str, ...]) -> str:
+    return ",".join(s if i == "1m" else f"{s}@{i}" for s in symbols for i in intervals)
+
+
+def by_stream(frames: list[Any]) -> dict[Key, list[tuple[Any, ...]]]:
+    """Candle frames grouped by (symbol, interval), each bar as (ot, o, h, l, c, v)."""
+    out: dict[Key, list[tuple[Any, ...]]] = {}
+    for f in frames:
+        if isinstance(f, dict) and "ot" in f:
+            out.setdefault((f["s"], f.get("i", "1m")), []).append((f["ot"], f["o"], f["h"], f["l"], f["c"], f["v"]))
+    return out
+
+
+def truth(exchange: FakeExchange, intervals: tuple[str, ...], count: int) -> dict[Key, list[tuple[Any, ...]]]:
+    return {(s, i): [b.key() for b in exchange.bars(s, i, count)] for s in exchange.symbols for i in intervals}
+
+
+async def until_resyncs(ws: ClientConnection, n: int = 1) -> None:
+    """Read until the ``n``-th ``{"op":"resync"}`` frame."""
+    seen = 0
+    with anyio.fail_after(DEADLINE):
+        while seen < n:
+            msg = await recv_json(ws)
+            if isinstance(msg, dict) and msg.get("op") == "resync":
+                seen += 1
+
+
+async def readyz(cc: Candlecast) -> tuple[int, Any]:
+    async with httpx.AsyncClient() as http:
+        r = await http.get(cc.url + "/readyz")
+    return r.status_code, r.json()
+
+
+async def test_backfill_loads_history_per_symbol_and_interval_equal_to_the_exchange() -> None:
+    """Start-up backfill: the hub holds --history bars of every symbol and interval, bar for bar the
+    exchange's, and /readyz says "backfilling" until then."""
+    intervals = ("1m", "5m", "1h")
+    async with fake_exchange() as exchange:
+        exchange.gate.clear()
+        async with candlecast(settings_for(exchange)) as cc:
+            await exchange.wait_connected()
+            await exchange.tick()
+            status, body = await readyz(cc)
+            assert (status, body["reason"]) == (503, "backfilling")
+            async with client(cc.ws_url(f"symbols={streams(exchange.symbols, intervals)}&history=40")) as ws:
+                await synced(ws)
+                exchange.gate.set()
+                await until_resyncs(ws)
+                got = by_stream(await synced(ws))
+            assert got == truth(exchange, intervals, 40)
+            assert (await readyz(cc))[0] == 200
+            async with httpx.AsyncClient() as http:
+                api = (await http.get(cc.url + "/api/candles", params={"symbol": "ETHUSDT@1h", "limit": 40})).json()
+            assert [c["ot"] for c in api] == [b.ot for b in exchange.bars("ETHUSDT", "1h", 40)]
+            assert await cc.metric("candlecast_history_backfills_total") == 1
+            # base bars reach back to the start of the open hour, so its aggregate is whole: one
+            # call per symbol and interval (40 bars, then 60 minutes of the hour at most: 2 for 1m)
+            assert len(exchange.requests) <= 2 * 4
+
+
+async def test_backfill_pages_through_more_bars_than_one_call_returns() -> None:
+    """2,500 bars take three calls of at most 1,000 (the exchange refuses more); all arrive, in order."""
+    async with fake_exchange("BTCUSDT") as exchange:
+        exchange.gate.clear()
+        async with candlecast(settings_for(exchange, intervals=("1m",), history=2500, backfill=2500)) as cc:
+            await exchange.wait_connected()
+            await exchange.tick()
+            async with client(cc.ws_url("symbols=BTCUSDT&history=2500")) as ws:
+                await synced(ws)
+                exchange.gate.set()
+                await until_resyncs(ws)
+                got = by_stream(await synced(ws))
+        assert got == truth(exchange, ("1m",), 2500)
+        limits = [int(q["limit"]) for _, q in exchange.requests]
+        assert len(limits) == 3 and max(limits) == 1000
+        assert [("endTime" in q) for _, q in exchange.requests] == [False, True, True]
+
+
+async def test_backfill_waits_out_a_429_retry_after() -> None:
+    """A 429 with Retry-After: 1 stops the requests for a second (measured at the exchange), then
+    the backfill completes; the 429 is counted."""
+    async with fake_exchange("BTCUSDT") as exchange:
+        exchange.gate.clear()
+        exchange.rate_limit, exchange.retry_after = 1, 1
+        async with candlecast(settings_for(exchange, intervals=("1m",))) as cc:
+            await exchange.wait_connected()
+            await exchange.tick()
+            async with client(cc.ws_url("symbols=BTCUSDT&history=40")) as ws:
+                await synced(ws)
+                exchange.gate.set()
+                await until_resyncs(ws)
+                got = by_stream(await synced(ws))
+            assert got == truth(exchange, ("1m",), 40)
+            assert await cc.metric("candlecast_history_rate_limited_total") == 1
+        (first, _), (second, _) = exchange.requests[:2]
+        assert second - first >= 1.0
+
+
+async def test_a_rest_timeout_does_not_delay_live_frames() -> None:
+    """While a REST request hangs, live frames reach the client at once; the request times out,
+    is counted, retried, and the backfill lands."""
+    async with fake_exchange("BTCUSDT") as exchange:
+        exchange.hang = 1
+        async with candlecast(settings_for(exchange, intervals=("1m",), rest_timeout=2.0)) as cc:
+            await exchange.wait_connected()
+            with anyio.fail_after(DEADLINE):
+                await exchange.hanging.wait()
+            async with client(cc.ws_url("symbols=BTCUSDT&history=40")) as ws:
+                await synced(ws)
+                sent = time.monotonic()
+                await exchange.tick()
+                live = await recv_json(ws)
+                took = time.monotonic() - sent
+                assert live["ot"] == exchange.now - exchange.now % 60_000 and "op" not in live
+                assert took < 1.0
+                assert (await readyz(cc))[1]["reason"] == "backfilling"  # the REST request still hangs
+                await until_resyncs(ws)
+                got = by_stream(await synced(ws))
+            assert got == truth(exchange, ("1m",), 40)
+            assert await cc.metric('candlecast_history_rejected_total{reason="timeout"}') == 1
+
+
+async def test_an_outage_is_filled_after_the_reconnect_with_no_hole_and_no_duplicate() -> None:
+    """The stream drops for 7 minutes while the exchange goes on making bars: after the reconnect
+    every client (connected throughout, or new) holds the exchange's bars of every interval."""
+    intervals = ("1m", "5m", "1h")
+    symbols = ("BTCUSDT", "ETHUSDT")
+    query = f"symbols={streams(symbols, intervals)}&history=40"
+    async with fake_exchange(*symbols) as exchange:
+        exchange.gate.clear()
+        async with candlecast(settings_for(exchange)) as cc:
+            await exchange.wait_connected()
+            await exchange.tick()
+            async with client(cc.ws_url(query)) as ws:
+                await synced(ws)
+                exchange.gate.set()
+                await until_resyncs(ws)
+                await synced(ws)
+                await exchange.advance(60_000)  # one bar closes live
+                await exchange.outage()
+                await exchange.advance(7 * 60_000 + 10_000)  # nothing sent: the stream is down
+                exchange.restore()
+                await exchange.wait_connected()
+                await exchange.tick()  # the first live bars after the reconnect: a gap per symbol
+                await until_resyncs(ws, 2)
+                got = by_stream(await synced(ws))
+            expected = truth(exchange, intervals, 40)
+            assert got == expected
+            async with client(cc.ws_url(query)) as fresh:
+                assert by_stream(await synced(fresh)) == expected
+            assert await cc.metric("candlecast_history_fills_total") == 2
+            assert await cc.metric("candlecast_upstream_connects_total") == 2
