@@ -35,6 +35,10 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
 async def main() -> None:
     import tracemalloc
 
@@ -62,7 +66,7 @@ async def main() -> None:
         assert proc.pid is not None
         os.kill(proc.pid, signal.SIGUSR1)
         for _ in range(400):
-            if os.path.exists(f"{out}.{k}"):
+            if _exists(f"{out}.{k}"):
                 await asyncio.sleep(0.2)  # let the dump finish writing
                 return tracemalloc.Snapshot.load(f"{out}.{k}")
             await asyncio.sleep(0.05)

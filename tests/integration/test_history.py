@@ -191,3 +191,51 @@ async def test_an_outage_is_filled_after_the_reconnect_with_no_hole_and_no_dupli
                 assert by_stream(await synced(fresh)) == expected
             assert await cc.metric("candlecast_history_fills_total") == 2
             assert await cc.metric("candlecast_upstream_connects_total") == 2
+
+
+async def converged(ws: ClientConnection, want: dict[Key, list[tuple[Any, ...]]]) -> dict[Key, list[tuple[Any, ...]]]:
+    """Read re-snapshots (``resync`` + snapshot) until the client's history is ``want``, or the
+    deadline: an edge re-snapshots once per batch that inserted bars, so there may be several."""
+    got: dict[Key, list[tuple[Any, ...]]] = {}
+    with anyio.fail_after(DEADLINE):
+        while got != want:
+            await until_resyncs(ws)
+            got = by_stream(await synced(ws))
+    return got
+
+
+async def test_with_the_backplane_the_ingest_backfills_and_fills_and_edges_resync() -> None:
+    """role=ingest asks the exchange; an edge's clients get the backfill and, after an outage,
+    the gap fill, bar for bar the exchange's, never calling the broker themselves."""
+    from tests.integration.scale import redis_server, role_settings
+
+    intervals = ("1m", "5m")
+    query = f"symbols={streams(('BTCUSDT',), intervals)}&history=40"
+    async with redis_server() as redis, fake_exchange("BTCUSDT") as exchange:
+        exchange.gate.clear()
+        ingest_settings = settings_for(exchange, intervals=intervals)
+        ingest_settings = role_settings(
+            "ingest",
+            redis.url,
+            **{k: getattr(ingest_settings, k) for k in ("upstream", "rest_url", "intervals", "history", "backfill")},
+            format="binance",
+        )
+        async with candlecast(ingest_settings) as ingest:
+            await exchange.wait_connected()
+            await exchange.tick()
+            async with candlecast(role_settings("edge", redis.url, intervals=intervals, history=40)) as edge:
+                async with client(edge.ws_url(query)) as ws:
+                    with anyio.fail_after(DEADLINE):
+                        while not by_stream(await synced(ws)):  # the edge has loaded the live bar
+                            await until_resyncs(ws)
+                    exchange.gate.set()
+                    assert await converged(ws, truth(exchange, intervals, 40)) == truth(exchange, intervals, 40)
+                    requests = len(exchange.requests)
+                    await exchange.outage()
+                    await exchange.advance(6 * 60_000)
+                    exchange.restore()
+                    await exchange.wait_connected()
+                    await exchange.tick()
+                    assert await converged(ws, truth(exchange, intervals, 40)) == truth(exchange, intervals, 40)
+                assert len(exchange.requests) > requests  # the gap was filled over REST, by the ingest
+            assert await ingest.metric("candlecast_history_fills_total") == 1
