@@ -23,6 +23,8 @@ from .candles import Candle
 from .rules import EPOCH_MS_ABOVE, is_symbol
 
 UNITS: Final = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+#: Most base bars kept per aggregate bucket for late corrections; older ones are folded.
+MAX_BASE_BARS: Final = 128
 _INTERVAL_RE: Final = re.compile(r"^([1-9][0-9]{0,3})([smhdw])$")
 
 
@@ -129,9 +131,10 @@ class _Bar:
     """One aggregate: the fold of its base bars but the newest, and the newest."""
 
     ot: int | float
-    base: dict[int | float, Candle]  # base bars of this bucket by their ot
+    base: dict[int | float, Candle]  # the most recent base bars of this bucket, by their ot
     prefix: Candle | None  # fold of every base bar but the newest; None when there is one
     newest: Candle
+    frozen: Candle | None = None  # fold of the base bars no longer kept (oldest first)
 
 
 def fold(bars: list[Candle], symbol: str, ot: int | float, name: str | None = None) -> Candle:
@@ -179,9 +182,10 @@ class Aggregator:
     interval's name in ``i``.
     """
 
-    def __init__(self, interval: Interval, *, keep: int = 2) -> None:
+    def __init__(self, interval: Interval, *, keep: int = 2, max_base: int = MAX_BASE_BARS) -> None:
         self.interval = interval
         self.keep = max(1, keep)
+        self.max_base = max(2, max_base)
         self._name = interval.name
         self._bars: dict[str, OrderedDict[int | float, _Bar]] = {}
 
@@ -196,7 +200,7 @@ class Aggregator:
         v = None if aggregate.v is None else round(aggregate.v - (newest.v or 0.0), 8)
         prefix = Candle(aggregate.s, aggregate.t, ot, aggregate.o, aggregate.h, aggregate.l, aggregate.c, v, self._name)
         buckets = self._bars.setdefault(newest.s, OrderedDict())
-        buckets[ot] = _Bar(ot, {newest.ot: newest}, prefix, newest)
+        buckets[ot] = _Bar(ot, {newest.ot: newest}, prefix, newest, frozen=prefix)
         buckets.move_to_end(ot)
         while len(buckets) > self.keep:
             buckets.popitem(last=False)
@@ -228,8 +232,15 @@ class Aggregator:
             bar.base[base.ot] = base
             bar.prefix = _combine(bar.prefix, newest, ot, name)
             bar.newest = base
+            if len(bar.base) > self.max_base:  # bounded: the oldest kept base bar is frozen
+                oldest = min(bar.base)
+                bar.frozen = _combine(bar.frozen, bar.base.pop(oldest), ot, name)
+        elif bar.frozen is not None and base.ot not in bar.base and base.ot < min(bar.base):
+            return _combine(bar.prefix, newest, ot, name)  # too old to correct: ignored
         else:  # a late update of an older base bar: recompute the prefix from the base bars
             bar.base[base.ot] = base
             older = [bar.base[k] for k in sorted(bar.base) if k != newest.ot]
+            if bar.frozen is not None:
+                older.insert(0, bar.frozen)
             bar.prefix = fold(older, base.s, ot, name)
         return _combine(bar.prefix, bar.newest, ot, name)

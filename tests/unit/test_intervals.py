@@ -141,3 +141,20 @@ def test_a_seeded_aggregator_continues_the_bar_exactly() -> None:
     for candle in later:
         assert successor.update(candle) == seen_all.update(candle)
     assert not successor.seed(aggregate, base(T0 + 20 * MIN, 1, 1, 1, 1))  # another bucket: refused
+
+
+def test_memory_per_bucket_is_bounded_and_kept_bars_are_still_corrected_exactly() -> None:
+    """Past ``max_base`` base bars a bucket folds its oldest into one frozen bar: the aggregate
+    stays exact, late updates of kept bars are corrected, older ones are ignored."""
+    agg = Aggregator(parse_interval("1h"), max_base=3)
+    latest: dict[int | float, Candle] = {}
+    for k in range(10):
+        candle = base(T0 + k * MIN, 10 + k, 20 + k, 5 + k, 11 + k, 1.0)
+        latest[candle.ot] = candle
+        got = agg.update(candle)
+    late = base(T0 + 8 * MIN, 18, 40, 1, 18.5, 2.0)  # kept: corrected
+    latest[late.ot] = late
+    got = agg.update(late)
+    assert got == fold([latest[k] for k in sorted(latest)], "BTCUSD", T0, "1h")
+    ignored = agg.update(base(T0, 10, 99, 0.5, 11, 7.0))  # frozen already: ignored
+    assert ignored == got
