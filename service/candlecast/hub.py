@@ -48,13 +48,16 @@ class Update:
     """One encoded candle, shared by every subscriber: its JSON ``text`` and its complete
     WebSocket ``frame`` (for the direct path), each built once. Never mutated after creation."""
 
-    __slots__ = ("frame", "key", "received", "text")
+    __slots__ = ("frame", "key", "message", "received", "text")
 
     def __init__(self, key: Key, payload: bytes, received: float) -> None:
         self.key = key
         self.text = payload.decode()
         self.frame = text_frame(payload)
         self.received = received
+        #: Whatever the endpoint builds once to send this update, shared by its sessions (the
+        #: hub never reads it: the message shape is the endpoint's business).
+        self.message: object = None
 
 
 class DirectWrite(Protocol):
@@ -122,6 +125,7 @@ class Subscriber:
         "_replaced",
         "_send",
         "_stats",
+        "_unroute",
         "_waiter",
         "close_code",
         "close_reason",
@@ -140,6 +144,7 @@ class Subscriber:
         stats: Stats,
         on_end: Iterable[Callable[[], object]],
         dirty: list[Subscriber] | None = None,
+        unroute: Callable[[Subscriber], object] | None = None,
     ) -> None:
         self.symbols = symbols
         self.history = history
@@ -148,6 +153,7 @@ class Subscriber:
         self.close_reason = ""
         self._stats = stats
         self._on_end = tuple(on_end)
+        self._unroute = unroute
         # The last queued entry of each bar, and merged replacements keyed by the queued entry
         # they replace.
         self._last: dict[Key, Update] = {}
@@ -228,6 +234,8 @@ class Subscriber:
         self._replaced.clear()
         self._out = None
         self._wake()
+        if self._unroute is not None:
+            self._unroute(self)
         for callback in self._on_end:
             callback()
 
@@ -484,13 +492,14 @@ class Hub:
             raise HubClosed
         if len(self._subscribers) >= self.max_clients:
             raise HubFull
-
-        def unroute() -> None:
-            self._unroute(sub)
-
-        callbacks = (unroute,) if on_end is None else (unroute, on_end)
         sub = Subscriber(
-            symbols, history, bound=self.client_queue, stats=self.stats, on_end=callbacks, dirty=self._dirty
+            symbols,
+            history,
+            bound=self.client_queue,
+            stats=self.stats,
+            on_end=() if on_end is None else (on_end,),
+            dirty=self._dirty,
+            unroute=self._unroute,  # a bound method: no reference cycle through the subscriber
         )
         sub.queue(_Snapshot(self.snapshot(symbols, history)))
         self._subscribers.add(sub)

@@ -29,9 +29,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import cast
 
 import anyio
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .auth import offered_token, origin_ok
@@ -303,7 +304,10 @@ async def _writer(send: Send, sub: Subscriber, batch: bool, stats: Stats, client
                     last = item
                     delivered += 1
                     if not batch:
-                        await send({"type": "websocket.send", "text": item.text})
+                        message = item.message
+                        if message is None:  # built once per update, shared by every session
+                            message = item.message = {"type": "websocket.send", "text": item.text}
+                        await send(cast(Message, message))
                         frames += 1
                     else:
                         texts.append(item.text)
