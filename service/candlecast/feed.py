@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily
 from .bridge import Bridge, ProducerThread
 from .candles import Candle
 from .metrics import counter, gauge
+from .sources.base import backoff
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -275,8 +276,6 @@ class SourceFeed:
         self._deliver(got)
 
     def _delay(self, attempt: int) -> float:
-        from .sources.base import backoff
-
         return backoff(attempt, initial=self.retry_min, maximum=self.retry_max, rng=self._rng)
 
     async def batches(self, limit: int) -> AsyncIterator[list[Ingest]]:

@@ -421,7 +421,7 @@ class Hub:
         before the higher intervals' own bars of the same period, so those win. Not counted as
         candles in. Never awaits."""
         wild, routes = self._wild, self._routes
-        self._wild, self._routes = {}, {}
+        self._wild, self._routes = {}, {}  # publish() offers to nobody while history goes in
         candles_in = self.stats.candles_in
         try:
             for candle, received in candles:
@@ -441,24 +441,13 @@ class Hub:
             sub.queue(_Snapshot(self.snapshot(sub.symbols, sub.history)))
 
     def resync(self, candles: Iterable[tuple[Candle, float]]) -> None:
-        """Replace every bar with ``candles`` (oldest first per stream) as :meth:`publish` would
-        have kept them, offering none of them, then re-snapshot every subscriber: a
-        ``{"op":"resync"}`` reply followed by its snapshot. For a backplane edge's first load
-        and its recovery from a gap; not counted as candles in. Never awaits."""
-        wild, routes = self._wild, self._routes
-        self._wild, self._routes = {}, {}  # publish() offers to nobody while the state is rebuilt
-        candles_in = self.stats.candles_in
+        """Replace every bar with ``candles`` (oldest first per stream): :meth:`merge` into an
+        empty hub. For a backplane edge's first load and its recovery from a gap. Never awaits."""
         self._bars.clear()
         self._symbols.clear()
         if self.intervals is not None and self._aggregate:
             self._aggregators = [Aggregator(i) for i in self.intervals.higher]
-        try:
-            for candle, received in candles:
-                self.publish(candle, received)
-        finally:
-            self._wild, self._routes = wild, routes
-            self.stats.candles_in = candles_in
-        self.refresh()
+        self.merge(candles)
 
     def flush(self) -> None:
         """End of a pump step: every caught-up subscriber's frames of this step go out in one

@@ -68,7 +68,14 @@ async def nginx(upstream_port: int, tmp: Path, *, read_timeout: str | None = Non
     binary = require_binary("nginx")
     port = free_port()
     text = nginx_config(upstream_port, port, tmp, read_timeout=read_timeout, prefix_example=prefix_example)
-    conf = write_config(tmp, text)
+    async with running_nginx(binary, write_config(tmp, text), tmp):
+        yield f"127.0.0.1:{port}"
+
+
+@asynccontextmanager
+async def running_nginx(binary: str, conf: Path, tmp: Path) -> AsyncIterator[None]:
+    """nginx on ``conf`` (prefix ``tmp``), in the foreground, until the block ends; enters
+    once it has bound its ports."""
     cmd = [binary, "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"]
     async with await anyio.open_process(cmd) as proc:
         assert proc.stderr is not None
@@ -77,7 +84,7 @@ async def nginx(upstream_port: int, tmp: Path, *, read_timeout: str | None = Non
             with anyio.fail_after(DEADLINE):  # nginx logs this after binding its port
                 while b"start worker process" not in await log.receive_until(b"\n", 65536):
                     pass
-            yield f"127.0.0.1:{port}"
+            yield
         finally:
             proc.terminate()
             await proc.wait()

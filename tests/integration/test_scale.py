@@ -18,14 +18,13 @@ import anyio
 import httpx
 import orjson
 import pytest
-from anyio.streams.buffered import BufferedByteReceiveStream
 from websockets.asyncio.client import ClientConnection
 
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE, require_binary
 from tests.integration.harness import Candlecast, FakeBroker, candlecast, client, fake_broker, seed, synced
 from tests.integration.scale import broadcast, child, redis_server, role_settings
-from tests.integration.test_deploy import ROOT, tool
+from tests.integration.test_deploy import ROOT, running_nginx, tool
 from tests.support import free_port
 
 SYMBOLS = ("AAA", "BBB", "CCC")
@@ -335,17 +334,8 @@ async def nginx_scale(edges: list[int], tmp: Path) -> AsyncIterator[str]:
         text = text.replace(old, new)
     conf = tmp / "nginx.conf"
     conf.write_text(text.replace("/tmp/nginx-", f"{tmp}/nginx-"))
-    async with await anyio.open_process([binary, "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"]) as proc:
-        assert proc.stderr is not None
-        log = BufferedByteReceiveStream(proc.stderr)
-        try:
-            with anyio.fail_after(DEADLINE):
-                while b"start worker process" not in await log.receive_until(b"\n", 65536):
-                    pass
-            yield f"127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            await proc.wait()
+    async with running_nginx(binary, conf, tmp):
+        yield f"127.0.0.1:{port}"
 
 
 async def test_nginx_balances_clients_over_two_edges_and_they_all_get_every_candle(tmp_path: Path) -> None:
