@@ -22,7 +22,7 @@ from tests.support import free_port
 
 CHILD = r"""
 import os, signal, sys, tracemalloc, pickle
-tracemalloc.start(1)
+tracemalloc.start(int(os.environ.get("CANDLECAST_TRACE_DEPTH", "1")))
 out = sys.argv[1]
 def dump(*_):
     snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
@@ -47,13 +47,15 @@ async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=500)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--depth", type=int, default=1, help="frames per allocation: >1 also prints whole tracebacks")
     p.add_argument("args", nargs="*", help="extra candlecast flags")
     ns = p.parse_args()
     port = free_port()
     tmp = tempfile.mkdtemp()
     out = os.path.join(tmp, "snap")
     flags = ["--port", str(port), "--rate", "1", "--log-level", "warning", "--max-clients", "100000", *ns.args]
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, out, *flags)
+    env = {**os.environ, "CANDLECAST_TRACE_DEPTH": str(ns.depth)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, out, *flags, env=env)
     for _ in range(200):  # bounded: until it listens
         try:
             _, w = await asyncio.open_connection("127.0.0.1", port)
@@ -108,6 +110,11 @@ async def main() -> None:
     for s in stats[: ns.top]:
         f = s.traceback[0]
         print(f"| {f.filename.split('/')[-1]}:{f.lineno} | {s.size_diff / per:.0f} |")
+    if ns.depth > 1:
+        for s in after.compare_to(before, "traceback")[: ns.top]:
+            print(f"\n{s.size_diff / per:.0f} bytes per client:")
+            for frame in reversed(s.traceback):  # innermost first
+                print(f"    {frame.filename.split('/')[-1]}:{frame.lineno}")
     for transport, _ in conns:
         transport.disconnect()
     proc.send_signal(signal.SIGTERM)

@@ -21,8 +21,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import feed as feeds
 from .auth import offered_token
@@ -60,7 +61,6 @@ class Service:
             )
         routes = [
             Route("/", self.index),
-            WebSocketRoute("/ws", StreamEndpoint(lambda: self.runtime, self.guard)),
             Route("/api/symbols", self.api_symbols),
             Route("/api/candles", self.api_candles),
             Route("/vendor/lightweight-charts.mjs", self.vendor_chart),
@@ -69,9 +69,13 @@ class Service:
             Route("/metrics", self.metrics),
             Mount("/static", StaticFiles(packages=[("candlecast", "static")]), name="static"),
         ]
+        stream: StreamEndpoint | None = StreamEndpoint(lambda: self.runtime, self.guard)
         if settings.role == "ingest":  # it serves no client: health, readiness and metrics only
             routes = [r for r in routes if getattr(r, "path", "") in ("/healthz", "/readyz", "/metrics")]
-        self.asgi = Starlette(routes=routes, lifespan=self._lifespan, middleware=[Middleware(SecurityHeaders)])
+            stream = None
+        self.app = Starlette(routes=routes, lifespan=self._lifespan, middleware=[Middleware(SecurityHeaders)])
+        #: What the server runs: ``/ws`` straight to its endpoint, everything else to :attr:`app`.
+        self.asgi: ASGIApp = self.app if stream is None else StreamFirst(stream, self.app)
 
     @property
     def runtime(self) -> Runtime:
@@ -182,7 +186,27 @@ class Service:
         return Response(body, media_type="application/json")
 
 
-def create_app(settings: Settings) -> Starlette:
+class StreamFirst:
+    """Hands ``/ws`` WebSocket connections straight to the stream endpoint and everything else
+    to Starlette. A connection lives for hours, and every layer it passes through keeps a
+    suspended coroutine for that long: Starlette's middleware stack, exception handlers and
+    router cost ~2 KB per client for nothing (the endpoint sends no HTTP response and handles
+    its own errors). Any other WebSocket path gets Starlette's answer (403)."""
+
+    __slots__ = ("_app", "_stream")
+
+    def __init__(self, stream: ASGIApp, app: ASGIApp) -> None:
+        self._stream = stream
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"][len(scope.get("root_path", "")) :] == "/ws":
+            await self._stream(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)
+
+
+def create_app(settings: Settings) -> ASGIApp:
     """The ASGI app alone, for ASGI servers other than candlecast's own (no SIGTERM drain)."""
     return Service(settings).asgi
 

@@ -28,12 +28,12 @@ import asyncio
 import enum
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Protocol
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .candles import Candle, encode
 from .frames import text_frame
@@ -90,6 +90,7 @@ class _Snapshot:
 
 
 Outgoing = Update | Reply
+Queued = Update | Reply | _Snapshot
 
 
 class HubClosed(Exception):
@@ -111,9 +112,15 @@ class Subscriber:
     Two faces. The hub's: :meth:`offer` (live updates), :meth:`queue` (replies, snapshots) and
     :meth:`end`. The client writer's: :meth:`next_batch`, which waits, drains and merges.
     ``symbols`` is written by the hub only.
+
+    With a direct path (:meth:`go_direct`), a caught-up client holds no queue and no writer:
+    its bounded stream is created when something has to be queued, and its writer is started
+    then and ends (the stream with it) once the queue is empty. Without one, the session runs a
+    single writer that parks on the empty stream.
     """
 
     __slots__ = (
+        "_busy",
         "_dirty",
         "_items",
         "_last",
@@ -124,9 +131,11 @@ class Subscriber:
         "_receive",
         "_replaced",
         "_send",
+        "_start_writer",
         "_stats",
         "_unroute",
         "_waiter",
+        "bound",
         "close_code",
         "close_reason",
         "direct",
@@ -148,6 +157,7 @@ class Subscriber:
     ) -> None:
         self.symbols = symbols
         self.history = history
+        self.bound = bound
         self.state = SubscriptionState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""
@@ -159,14 +169,28 @@ class Subscriber:
         self._last: dict[Key, Update] = {}
         self._replaced: dict[Update, Update] = {}
         self._merge_from = max(1, bound // 2)
-        self._send, self._receive = anyio.create_memory_object_stream[Update | Reply | _Snapshot](bound)
+        # The bounded stream, created on the first queued item (see _open).
+        self._send: MemoryObjectSendStream[Queued] | None = None
+        self._receive: MemoryObjectReceiveStream[Queued] | None = None
         self._waiter: asyncio.Future[None] | None = None  # the writer, parked on an empty stream
         self._items = 0  # items in the stream: offer/queue add, next_batch takes them all
-        #: The connection's direct path, when it offers one (set by the session after accept).
+        #: The connection's direct path (see :meth:`go_direct`).
         self.direct: DirectWrite | None = None
+        self._start_writer: Callable[[], object] | None = None
+        self._busy = False  # a writer started by _start_writer has not finished yet
         self._out: list[bytes] | None = None  # frames due on the direct path in this pump step
         self._out_received = 0.0
         self._dirty = dirty if dirty is not None else []  # the hub's list of subscribers with _out
+
+    def go_direct(self, direct: DirectWrite, start_writer: Callable[[], object]) -> None:
+        """Serve this client through ``direct`` while it is caught up; ``start_writer`` starts a
+        writer task (one that loops on :meth:`next_batch`) whenever something is queued: now,
+        for the snapshot, and again each time the client falls behind."""
+        self.direct = direct
+        self._start_writer = start_writer
+        if self._items and not self._busy:
+            self._busy = True
+            start_writer()
 
     # -- the hub's face ---------------------------------------------------------------------
 
@@ -184,8 +208,8 @@ class Subscriber:
             self._out_received = update.received
             return True
         direct = self.direct
-        if direct is not None and self._waiter is not None and not self._items and direct.ready():
-            # caught up (nothing queued, writer parked) and writable: write it in this pump step
+        if direct is not None and not self._busy and direct.ready():
+            # caught up (nothing queued, no writer) and writable: write it in this pump step
             self._out = [update.frame]
             self._out_received = update.received
             self._dirty.append(self)
@@ -196,31 +220,29 @@ class Subscriber:
             self._replaced[last] = update
             self._stats.merged += 1
             return True
+        send = self._send if self._send is not None else self._open()
         try:
-            self._send.send_nowait(update)
+            send.send_nowait(update)
         except anyio.WouldBlock:
             return False
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return True  # ended already; the hub drops it from its routes
         self._last[key] = update
-        self._items += 1
-        if self._waiter is not None:
-            self._wake()
+        self._queued()
         return True
 
     def queue(self, item: Reply | _Snapshot) -> None:
         """Queue a control reply or a snapshot; ends the client with 1013 if it is full."""
         if self.state is not SubscriptionState.OPEN:
             return
+        send = self._send if self._send is not None else self._open()
         try:
-            self._send.send_nowait(item)
+            send.send_nowait(item)
         except anyio.WouldBlock:
             self._stats.slow_disconnects += 1
             self.end(CLOSE_TRY_AGAIN, "client too slow: queue full")
             return
-        self._items += 1
-        if self._waiter is not None:
-            self._wake()
+        self._queued()
 
     def end(self, code: int, reason: str) -> None:
         """Stop routing to this client and ask its session to close with ``code``. Idempotent."""
@@ -229,7 +251,8 @@ class Subscriber:
         self.state = SubscriptionState.ENDED
         self.close_code = code
         self.close_reason = reason
-        self._send.close()
+        if self._send is not None:
+            self._send.close()
         self._last.clear()
         self._replaced.clear()
         self._out = None
@@ -258,7 +281,9 @@ class Subscriber:
 
     async def next_batch(self) -> list[Outgoing] | None:
         """Everything queued, oldest first, each bar in its newest merged state; parks until
-        something is queued. ``None`` once the hub has ended this subscriber.
+        something is queued. ``None`` once the hub has ended this subscriber -- or, on the
+        direct path, once nothing is queued: that writer's work is done (and the stream is
+        released).
 
         One plain future per wake-up (set by the hub on the empty -> non-empty transition, like
         the bridge), no checkpoint per item and no polling. Cancellable.
@@ -266,12 +291,16 @@ class Subscriber:
         while not self._items:
             if self.state is SubscriptionState.ENDED:
                 return None
+            if self._start_writer is not None:  # the direct path serves the client from now on
+                self._busy = False
+                self._release()
+                return None
             waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
             finally:
                 self._waiter = None
-        if self.state is SubscriptionState.ENDED:
+        if self.state is SubscriptionState.ENDED or self._receive is None:
             return None
         receive_nowait = self._receive.receive_nowait
         last = self._last
@@ -294,6 +323,26 @@ class Subscriber:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _open(self) -> MemoryObjectSendStream[Queued]:
+        self._send, self._receive = anyio.create_memory_object_stream[Queued](self.bound)
+        return self._send
+
+    def _release(self) -> None:
+        """Drop the (empty) stream: a caught-up client on the direct path holds none."""
+        if self._send is not None and self._receive is not None:
+            self._send.close()
+            self._receive.close()
+        self._send = self._receive = None
+
+    def _queued(self) -> None:
+        """One more item in the stream: wake the parked writer, or start one."""
+        self._items += 1
+        if self._waiter is not None:
+            self._wake()
+        elif self._start_writer is not None and not self._busy:
+            self._busy = True
+            self._start_writer()
+
     def _wake(self) -> None:
         waiter = self._waiter
         self._waiter = None
@@ -303,8 +352,27 @@ class Subscriber:
     def close(self) -> None:
         """Close both stream ends, without a close code (the subscription is over). Idempotent."""
         self.state = SubscriptionState.ENDED
-        self._send.close()
-        self._receive.close()
+        self._start_writer = None
+        self._release()
+
+
+class Subscription:
+    """What :meth:`Hub.subscribe` returns: registers its :class:`Subscriber` on entry (or raises
+    :class:`HubClosed` / :class:`HubFull`), unregisters it and closes its stream on exit. A
+    plain class, not a generator: a session keeps it for its whole life."""
+
+    __slots__ = ("_hub", "_sub")
+
+    def __init__(self, hub: Hub, sub: Subscriber) -> None:
+        self._hub = hub
+        self._sub = sub
+
+    async def __aenter__(self) -> Subscriber:
+        self._hub._register(self._sub)
+        return self._sub
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._hub._release(self._sub)
 
 
 class Hub:
@@ -467,20 +535,16 @@ class Hub:
 
     # -- subscriptions ----------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def subscribe(
+    def subscribe(
         self, symbols: frozenset[str] | None, *, history: int = 0, on_end: Callable[[], object] | None = None
-    ) -> AsyncIterator[Subscriber]:
-        """Register a subscriber whose stream starts with its snapshot. ``on_end`` is called
-        once, synchronously, when the hub ends it (slow, shutdown, abuse).
+    ) -> Subscription:
+        """``async with hub.subscribe(...) as sub``: register a subscriber whose stream starts
+        with its snapshot. ``on_end`` is called once, synchronously, when the hub ends it (slow,
+        shutdown, abuse).
 
-        Raises :class:`HubClosed` or :class:`HubFull`. On exit the subscriber is unregistered
-        and both ends of its stream are closed.
+        Entering raises :class:`HubClosed` or :class:`HubFull`. On exit the subscriber is
+        unregistered and its stream is closed.
         """
-        if self._closed:
-            raise HubClosed
-        if len(self._subscribers) >= self.max_clients:
-            raise HubFull
         sub = Subscriber(
             symbols,
             history,
@@ -490,18 +554,24 @@ class Hub:
             dirty=self._dirty,
             unroute=self._unroute,  # a bound method: no reference cycle through the subscriber
         )
-        sub.queue(_Snapshot(self.snapshot(symbols, history)))
+        return Subscription(self, sub)
+
+    def _register(self, sub: Subscriber) -> None:
+        if self._closed:
+            raise HubClosed
+        if len(self._subscribers) >= self.max_clients:
+            raise HubFull
+        sub.queue(_Snapshot(self.snapshot(sub.symbols, sub.history)))
         self._subscribers.add(sub)
-        self._route(sub, symbols)
+        self._route(sub, sub.symbols)
         self.stats.clients_total += 1
-        try:
-            yield sub
-        finally:
-            sub.close()
-            self._unroute(sub)
-            self._subscribers.discard(sub)
-            if self._closed and not self._subscribers:
-                self._idle.set()
+
+    def _release(self, sub: Subscriber) -> None:
+        sub.close()
+        self._unroute(sub)
+        self._subscribers.discard(sub)
+        if self._closed and not self._subscribers:
+            self._idle.set()
 
     def add_symbols(self, sub: Subscriber, symbols: Iterable[str]) -> None:
         """Follow more symbols; their snapshot is queued before any later live update."""

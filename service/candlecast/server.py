@@ -17,7 +17,7 @@ import signal
 from collections.abc import Awaitable, Callable, Generator
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from . import logs
 from .guard import Guard
@@ -27,7 +27,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-def config(app: Starlette, settings: Settings, *, guard: Guard | None = None) -> uvicorn.Config:
+def config(app: ASGIApp, settings: Settings, *, guard: Guard | None = None) -> uvicorn.Config:
     """uvicorn's configuration for ``app``: candlecast's HTTP protocol (request timeout) and, for
     ``--ws-impl websockets-sansio``, its WebSocket protocol (quiet, counted protocol violations),
     both counting into ``guard`` (the service's: :attr:`candlecast.app.Service.guard`). Installs

@@ -1,7 +1,7 @@
 """The ``/ws`` endpoint: one client session.
 
 Runs in the event loop, one task per connection (uvicorn's), plus a writer task in the
-session's task group. The session:
+session's task group while the client has anything queued. The session:
 
 1. checks the Origin and a token offered in the query or an ``Authorization`` header *before*
    accepting (refused: HTTP 403); takes one of its address's slots (``--max-clients-per-ip``),
@@ -15,7 +15,9 @@ session's task group. The session:
 5. runs the writer (subscriber -> socket) and, for a token that expires, a timer that ends the
    session then (close 4001, "token expired") in a task group while the host task reads control
    messages (rate-limited: :data:`~candlecast.protocol.CONTROL_RATE`); either ending cancels the
-   other;
+   other. On the direct path the hub writes a caught-up client's frames itself, and the writer
+   runs only while something is queued (the snapshot, replies, a client that fell behind);
+   otherwise one writer runs for the whole session;
 6. unsubscribes, then closes with the code the hub chose (1013 slow, 1001 shutdown, 1008
    abuse, 4001 expired), unless the client is already gone. The close is shielded and bounded, so
    cancellation cannot skip it and a dead peer cannot hold the task; a 1013 waits longer
@@ -29,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import cast
 
 import anyio
@@ -157,10 +160,15 @@ async def _serve(runtime: Runtime, websocket: WebSocket, send: Send, guard: Guar
     scope = anyio.CancelScope()
     try:
         async with hub.subscribe(symbols, history=options.history, on_end=scope.cancel) as sub:
-            sub.direct = _direct_channel(websocket.scope)
             with scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(_writer, send, sub, options.batch, stats, tg.cancel_scope.cancel)
+                    gone = tg.cancel_scope.cancel
+                    start_writer = partial(tg.start_soon, _writer, send, sub, options.batch, stats, gone)
+                    direct = _direct_channel(websocket.scope)
+                    if direct is not None:  # a writer only while something is queued
+                        sub.go_direct(direct, start_writer)
+                    else:  # one writer for the session, parked while nothing is queued
+                        start_writer()
                     if grant.expires is not None:
                         tg.start_soon(_expire, sub, grant.expires, guard)
                     await _reader(websocket, hub, sub, stats, grant, guard)
