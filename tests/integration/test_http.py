@@ -9,6 +9,9 @@ from pathlib import Path
 import anyio
 import httpx
 import orjson
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE
@@ -82,6 +85,22 @@ async def test_simulator_feeds_clients_by_default() -> None:
         async with httpx.AsyncClient(base_url=cc.url) as http:
             index = await http.get("/")
             assert index.status_code == 200 and "candlecast" in index.text
+            assert index.headers["x-content-type-options"] == "nosniff"  # through Starlette's stack
+
+
+async def test_only_ws_takes_websockets() -> None:
+    """``/ws`` goes straight to the stream endpoint; a WebSocket on any other path gets
+    Starlette's refusal (HTTP 403), as an HTTP request to ``/ws`` gets its 404."""
+    async with candlecast(Settings(rate=50, symbols=("AAA",))) as cc:
+        for path in ("/ws/", "/wsx", "/api/symbols"):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(f"ws://127.0.0.1:{cc.port}{path}", open_timeout=DEADLINE):
+                    pass
+            assert refused.value.response.status_code == 403
+        async with httpx.AsyncClient(base_url=cc.url) as http:
+            assert (await http.get("/ws")).status_code == 404
+        async with client(cc.ws_url("symbols=AAA")) as ws:
+            assert (await recv_json(ws))["s"] == "AAA"
 
 
 async def test_replay_source_serves_a_recorded_file(tmp_path: Path) -> None:

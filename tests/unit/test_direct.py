@@ -19,7 +19,7 @@ from websockets.uri import parse_uri
 
 from candlecast.frames import text_frame
 from candlecast.guard import Guard
-from candlecast.protocols import DIRECT, DirectChannel, websocket_protocol
+from candlecast.protocols import DIRECT, DirectChannel, Flag, Inbox, websocket_protocol
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE
 
@@ -147,3 +147,54 @@ async def test_no_direct_path_with_compression() -> None:
     finally:
         transport.close()
         client_side.close()
+
+
+async def test_flag_wakes_every_waiter_on_set_and_blocks_after_clear() -> None:
+    """The writable flag behaves as uvicorn expects of asyncio.Event: set wakes all waiters
+    (a session's send and its close), clear makes the next wait block."""
+    flag = Flag()
+    assert not flag.is_set()
+    woken: list[int] = []
+
+    async def wait(n: int) -> None:
+        assert await flag.wait() is True
+        woken.append(n)
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, 1)
+            tg.start_soon(wait, 2)
+            await anyio.wait_all_tasks_blocked()
+            assert woken == []
+            flag.set()
+        assert sorted(woken) == [1, 2] and flag.is_set()
+        assert await flag.wait() is True  # set: no wait at all
+        flag.clear()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, 3)
+            await anyio.wait_all_tasks_blocked()
+            assert 3 not in woken  # cleared: the wait blocks
+            tg.cancel_scope.cancel()
+        flag.set()  # nothing left to wake: the cancelled wait took its waiter with it
+        assert 3 not in woken
+
+
+async def test_inbox_is_first_in_first_out_with_one_waiter() -> None:
+    inbox = Inbox()
+    assert inbox.empty() and inbox.qsize() == 0
+    got: list[str] = []
+
+    async def get_two() -> None:
+        got.append(await inbox.get())
+        got.append(await inbox.get())
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(get_two)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(RuntimeError, match="already awaited"):
+                await inbox.get()
+            inbox.put_nowait("a")
+            inbox.put_nowait("b")
+            inbox.put_nowait("c")
+    assert got == ["a", "b"] and inbox.qsize() == 1

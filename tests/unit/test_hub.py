@@ -9,7 +9,7 @@ import orjson
 import pytest
 from anyio.lowlevel import checkpoint
 
-from candlecast.candles import Candle
+from candlecast.candles import Candle, encode
 from candlecast.hub import Hub, HubClosed, HubFull, Reply, Subscriber, SubscriptionState
 from candlecast.stats import Stats
 from tests.conftest import DEADLINE
@@ -221,3 +221,69 @@ async def test_reply_into_a_full_queue_ends_the_client() -> None:
         sub.queue(Reply("{}"))
         assert sub.close_code == 1013
         await checkpoint()
+
+
+class FakeDirect:
+    """A connection's direct path, with a switch for writability (a transport above or below
+    its high-water mark). What it was given is kept to be read back."""
+
+    def __init__(self) -> None:
+        self.writable = True
+        self.written: list[bytes] = []
+
+    def ready(self) -> bool:
+        return self.writable
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+async def test_a_direct_client_has_a_writer_only_while_something_is_queued() -> None:
+    """The snapshot starts a writer; once it has taken everything, the writer's loop ends and
+    updates go straight out at flush; a client that is not writable is queued and a writer is
+    started again; queued items keep their order ahead of anything written directly after."""
+    hub = make_hub()
+    hub.publish(bar("A", 1), 0.0)
+    direct = FakeDirect()
+    starts: list[int] = []
+    async with hub.subscribe(None) as sub:
+        sub.go_direct(direct, lambda: starts.append(1))
+        assert starts == [1]  # the snapshot is queued: a writer is wanted now
+        assert await drain(sub) == [orjson.loads(encode(bar("A", 1)))]
+        with anyio.fail_after(DEADLINE):
+            assert await sub.next_batch() is None  # nothing queued: this writer is done
+        assert sub.state is SubscriptionState.OPEN
+
+        hub.publish(bar("A", 2), 0.0)
+        hub.publish(bar("A", 3), 0.0)
+        hub.flush()
+        assert direct.written == [hub.bars("A", 2)[0].frame + hub.bars("A", 2)[1].frame]  # one write
+        assert starts == [1] and sub.pending == 0
+
+        direct.writable = False  # the socket's buffer is full: queue, and start a writer
+        hub.publish(bar("A", 4), 0.0)
+        direct.writable = True
+        hub.publish(bar("A", 5), 0.0)  # a writer is busy: this one queues behind, not direct
+        hub.flush()
+        assert starts == [1, 1] and len(direct.written) == 1
+        assert [c["ot"] for c in await drain(sub)] == [4, 5]
+        with anyio.fail_after(DEADLINE):
+            assert await sub.next_batch() is None
+        hub.publish(bar("A", 6), 0.0)
+        hub.flush()
+        assert len(direct.written) == 2 and starts == [1, 1]
+
+
+async def test_a_direct_client_falls_back_to_the_queue_for_replies() -> None:
+    """A control reply is queued (and starts a writer) even while the client is caught up."""
+    hub = make_hub()
+    starts: list[int] = []
+    async with hub.subscribe(None) as sub:
+        sub.go_direct(FakeDirect(), lambda: starts.append(1))
+        await drain(sub)
+        with anyio.fail_after(DEADLINE):
+            assert await sub.next_batch() is None
+        sub.queue(Reply('{"op":"pong"}'))
+        assert starts == [1, 1]
+        items = await sub.next_batch()
+        assert items is not None and [i.text for i in items] == ['{"op":"pong"}']
