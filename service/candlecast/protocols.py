@@ -183,32 +183,32 @@ class DirectChannel:
     """The application's way to write prepared, complete, unmasked frames to one connection.
 
     Only whole frames go through it, and only while :meth:`ready`: the handshake is done, no
-    close frame has been sent or received, the connection is not lost, and the transport is
-    below its high-water mark. uvicorn never fragments what it sends and writes its own
-    pings, pongs and close frame as whole frames too, so frames never interleave badly; once a
-    close is sent or the connection is lost, :meth:`ready` is false for good and nothing more
-    is written.
+    close frame has been sent, the transport is not closing (uvicorn closes it when a close
+    frame arrives, on a protocol error, a keepalive timeout or a lost connection) and is below
+    its high-water mark. uvicorn never fragments what it sends and writes its own pings, pongs
+    and close frame as whole frames too, so frames never interleave badly; once a close is sent
+    or the transport is closing, :meth:`ready` is false for good and nothing more is written.
+
+    The protocol keeps :attr:`open` and :attr:`writable` up to date as its state changes, so
+    :meth:`ready` -- asked for every caught-up client in every pump step -- reads two flags of
+    this small object and the transport it writes to next, not the protocol's state.
     """
 
-    __slots__ = ("_protocol",)
+    __slots__ = ("_transport", "open", "writable")
 
-    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
-        self._protocol = protocol
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        #: Accepted, and no close frame sent.
+        self.open = False
+        #: Below the transport's high-water mark (``pause_writing``/``resume_writing``).
+        self.writable = True
 
     def ready(self) -> bool:
-        p = self._protocol
-        return (
-            p.handshake_complete
-            and not p.close_sent
-            and not p.disconnected
-            and p.writable.is_set()
-            and not p.transport.is_closing()
-            and p.conn.close_rcvd is None
-        )
+        return self.open and self.writable and not self._transport.is_closing()
 
     def write(self, data: bytes) -> None:
         """Write ``data`` (whole frames) now; the caller checked :meth:`ready` in this step."""
-        self._protocol.transport.write(data)
+        self._transport.write(data)
 
 
 def websocket_protocol(guard: Guard, *, direct: bool = True) -> type[asyncio.Protocol]:
@@ -222,15 +222,36 @@ def websocket_protocol(guard: Guard, *, direct: bool = True) -> type[asyncio.Pro
             self.queue = cast("asyncio.Queue[Any]", Inbox())
             self.writable = cast(asyncio.Event, Flag())
             self.writable.set()
+            self.channel: DirectChannel | None = None  # offered in the scope (handle_connect)
 
         async def send(self, message: Any) -> None:
             await super().send(message)
-            if message["type"] == "websocket.accept" and self.handshake_complete:
+            kind = message["type"]
+            if kind == "websocket.accept" and self.handshake_complete:
                 # The handshake's request and response are not needed again. websockets' parser
                 # keeps the request for the connection's lifetime (a local of its generator):
                 # its headers go, so only an empty shell stays.
                 self.request.headers.clear()
                 self.request = self.response = cast(Any, None)
+                if self.channel is not None and not self.close_sent:
+                    self.channel.open = True
+            elif kind == "websocket.close" and self.channel is not None:
+                self.channel.open = False
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self.channel is not None:
+                self.channel.writable = False
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self.channel is not None:
+                self.channel.writable = True
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.channel is not None:
+                self.channel.open = False
+            super().connection_lost(exc)
 
         def handle_parser_exception(self) -> None:
             super().handle_parser_exception()
@@ -288,6 +309,7 @@ def websocket_protocol(guard: Guard, *, direct: bool = True) -> type[asyncio.Pro
             elif direct and not self.config.ws_per_message_deflate:
                 extensions = self.scope.get("extensions")
                 if extensions is not None:
-                    extensions[DIRECT] = {"channel": DirectChannel(self)}
+                    self.channel = DirectChannel(self.transport)
+                    extensions[DIRECT] = {"channel": self.channel}
 
     return GuardedWebSocketProtocol

@@ -198,3 +198,59 @@ async def test_inbox_is_first_in_first_out_with_one_waiter() -> None:
             inbox.put_nowait("b")
             inbox.put_nowait("c")
     assert got == ["a", "b"] and inbox.qsize() == 1
+
+
+async def test_channel_is_ready_only_while_open_and_below_the_high_water_mark() -> None:
+    """Not before accept; not while the transport is paused (the peer reads nothing), again once
+    the peer has drained it; never after the peer's close frame or a lost connection."""
+    accepted = anyio.Event()
+    states: dict[str, bool] = {}
+    channels: list[DirectChannel] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        channel = scope["extensions"][DIRECT]["channel"]
+        channels.append(channel)
+        states["before accept"] = channel.ready()
+        await send({"type": "websocket.accept"})
+        states["accepted"] = channel.ready()
+        accepted.set()
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    config = uvicorn.Config(app, lifespan="off", ws_ping_interval=None, ws_per_message_deflate=False)
+    config.load()
+    protocol_class = websocket_protocol(Guard(Settings()))
+    server_side, client_side = socket.socketpair()
+    client_side.setblocking(False)
+    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
+        lambda: protocol_class(config=config, server_state=ServerState(), app_state={}),  # type: ignore[call-arg]
+        server_side,
+    )
+    peer = Peer(client_side)
+    try:
+        with anyio.fail_after(DEADLINE):
+            await peer.handshake()
+            await accepted.wait()
+            assert states == {"before accept": False, "accepted": True}
+            [channel] = channels
+            frame = text_frame(b'"' + b"x" * 65_000 + b'"')
+            written = 0
+            for _ in range(10_000):  # bounded: the socket pair's buffers are far smaller
+                if not channel.ready():
+                    break
+                channel.write(frame)
+                written += 1
+            assert not channel.ready() and not channel.writable  # paused by the transport
+            while len(peer.texts()) < written:  # the peer drains: uvicorn resumes writing
+                await peer.read()
+            assert channel.ready()
+            peer.proto.send_close(1000)
+            await peer.flush()
+            while channel.ready():  # uvicorn answers the close and closes the transport
+                await peer.read()
+            assert transport.is_closing()  # closed by uvicorn after echoing the close
+    finally:
+        transport.close()
+        client_side.close()
+    assert not channel.ready()
