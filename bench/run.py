@@ -50,6 +50,7 @@ class Scenario:
 
 SCENARIOS = [
     Scenario("200x100", 200, 100),
+    Scenario("10x100", 10, 100),  # few clients: the fixed cost per incoming candle
     Scenario("200x500", 200, 500),
     Scenario("200x500 batch", 200, 500, batch=True),
     Scenario("1000x20", 1000, 20),
@@ -60,6 +61,12 @@ SCENARIOS = [
 RELAYS = ["candlecast", "raw", "naive", "scale"]
 #: Run when no --relay is given; "scale" (candlecast through Redis: ingest + 2 edges) is asked for by name.
 DEFAULT_RELAYS = ["candlecast", "raw", "naive"]
+
+
+def py_spy() -> str:
+    """py-spy beside this interpreter (the dev lock installs it into the venv), else on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return beside if os.path.exists(beside) else "py-spy"
 
 
 # -- clients (worker processes) --------------------------------------------------------------
@@ -336,7 +343,7 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profil
             if profile:  # py-spy's collapsed stacks of the relay, for the measured window
                 out = f"{profile}/{relay}-{sc.name.replace(' ', '_')}.txt"
                 spy = await asyncio.create_subprocess_exec(
-                    "py-spy", "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "250",
+                    py_spy(), "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "250",
                     "--duration", str(int(seconds)), "--output", out, "--threads", "--gil",
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
