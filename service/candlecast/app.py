@@ -25,8 +25,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import feed as feeds
 from .auth import offered_token
+from .feed import FeedFactory
+from .feeds import for_settings
 from .guard import Guard, GuardCollector
 from .headers import SecurityHeaders
 from .intervals import IntervalError
@@ -46,7 +47,7 @@ DRAIN_TIMEOUT = 2.0
 class Service:
     """candlecast as an ASGI app (:attr:`asgi`). Nothing starts until the lifespan does."""
 
-    def __init__(self, settings: Settings, *, feed_factory: feeds.FeedFactory = feeds.for_settings) -> None:
+    def __init__(self, settings: Settings, *, feed_factory: FeedFactory = for_settings) -> None:
         self.settings = settings
         self._feed_factory = feed_factory
         self._runtime: Runtime | None = None
