@@ -220,7 +220,11 @@ class Subscriber:
             self._replaced[last] = update
             self._stats.merged += 1
             return True
-        send = self._send if self._send is not None else self._open()
+        send = self._send
+        if send is None:
+            if self.state is SubscriptionState.ENDED:
+                return True  # ended already (its stream is gone); the hub drops it from its routes
+            send = self._open()
         try:
             send.send_nowait(update)
         except anyio.WouldBlock:

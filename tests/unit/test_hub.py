@@ -287,3 +287,24 @@ async def test_a_direct_client_falls_back_to_the_queue_for_replies() -> None:
         assert starts == [1, 1]
         items = await sub.next_batch()
         assert items is not None and [i.text for i in items] == ['{"op":"pong"}']
+
+
+async def test_an_ended_direct_client_takes_nothing_more() -> None:
+    """A caught-up direct client ended by the hub (shutdown) holds no stream; an update offered
+    to it afterwards is dropped, not queued into a new one, and no writer is started."""
+    hub = make_hub()
+    direct = FakeDirect()
+    starts: list[int] = []
+    async with hub.subscribe(None) as sub:
+        sub.go_direct(direct, lambda: starts.append(1))
+        await drain(sub)
+        with anyio.fail_after(DEADLINE):
+            assert await sub.next_batch() is None
+        sub.end(1001, "bye")
+        update = hub.publish(bar("A", 1), 0.0)  # routed to nobody: the hub dropped it
+        assert update is not None
+        direct.writable = False  # so a late offer would have to queue
+        assert sub.offer(update)
+        assert sub.pending == 0 and starts == [1]
+        with anyio.fail_after(DEADLINE):
+            assert await sub.next_batch() is None
