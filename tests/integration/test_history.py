@@ -194,14 +194,27 @@ async def test_an_outage_is_filled_after_the_reconnect_with_no_hole_and_no_dupli
 
 
 async def converged(ws: ClientConnection, want: dict[Key, list[tuple[Any, ...]]]) -> dict[Key, list[tuple[Any, ...]]]:
-    """Read re-snapshots (``resync`` + snapshot) until the client's history is ``want``, or the
-    deadline: an edge re-snapshots once per batch that inserted bars, so there may be several."""
-    got: dict[Key, list[tuple[Any, ...]]] = {}
+    """Read frames as a dashboard applies them -- a ``resync`` empties the chart, every candle
+    frame sets its bar -- until, after at least one re-snapshot, the last bars of each stream are
+    ``want`` (or the deadline). An edge re-snapshots once per batch that inserted bars, and live
+    updates may follow the last re-snapshot, so neither "the last frame was a snapshot" nor a
+    number of re-snapshots is assumed."""
+    chart: dict[Key, dict[Any, tuple[Any, ...]]] = {}
+    resynced = False
+
+    def view() -> dict[Key, list[tuple[Any, ...]]]:
+        return {key: [bars[ot] for ot in sorted(bars)][-len(want.get(key, ())) :] for key, bars in chart.items()}
+
     with anyio.fail_after(DEADLINE):
-        while got != want:
-            await until_resyncs(ws)
-            got = by_stream(await synced(ws))
-    return got
+        while not (resynced and view() == want):
+            msg = await recv_json(ws)
+            if isinstance(msg, dict) and msg.get("op") == "resync":
+                chart.clear()
+                resynced = True
+            for key, bars in by_stream(msg if isinstance(msg, list) else [msg]).items():
+                for b in bars:
+                    chart.setdefault(key, {})[b[0]] = b
+    return view()
 
 
 async def test_with_the_backplane_the_ingest_backfills_and_fills_and_edges_resync() -> None:
