@@ -183,10 +183,8 @@ async def test_an_outage_is_filled_after_the_reconnect_with_no_hole_and_no_dupli
                 exchange.restore()
                 await exchange.wait_connected()
                 await exchange.tick()  # the first live bars after the reconnect: a gap per symbol
-                await until_resyncs(ws, 2)
-                got = by_stream(await synced(ws))
-            expected = truth(exchange, intervals, 40)
-            assert got == expected
+                expected = truth(exchange, intervals, 40)
+                assert await converged(ws, expected) == expected  # re-snapshotted, then live
             async with client(cc.ws_url(query)) as fresh:
                 assert by_stream(await synced(fresh)) == expected
             assert await cc.metric("candlecast_history_fills_total") == 2
