@@ -78,7 +78,7 @@ async def main() -> None:
     got = 0
     ready = asyncio.Event()
 
-    class Listener(WSListener):  # type: ignore[misc]
+    class Listener(WSListener):
         seen = False
 
         def on_ws_frame(self, transport: Any, frame: Any) -> None:

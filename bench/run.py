@@ -81,7 +81,7 @@ async def _client_main(url: str, n: int, stalled: int, pipe: Any, start_seq_box:
 
     now_us = time.time_ns
 
-    class Listener(WSListener):  # type: ignore[misc]
+    class Listener(WSListener):
         def __init__(self) -> None:
             self.count = 0
             self.last = -1

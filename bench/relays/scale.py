@@ -32,20 +32,23 @@ def main() -> None:
         raise SystemExit("redis-server is not installed")
     rport = free_port()
     url = f"redis://127.0.0.1:{rport}/0"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+    def start(cmd: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     extra = os.environ.get("CANDLECAST_BENCH_ARGS", "").split()
     common = [sys.executable, "-m", "candlecast", "--redis-url", url, "--log-level", "warning", *extra]
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     redis = [redis_bin, "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    procs = [subprocess.Popen(redis, **quiet)]
+    procs = [start(redis)]
     try:
         ingest = ["--role", "ingest", "--port", str(free_port()), "--source", "ws", "--format", "seed"]
-        procs.append(subprocess.Popen([*common, *ingest, "--upstream", a.upstream], **quiet))
+        procs.append(start([*common, *ingest, "--upstream", a.upstream]))
         for port in (a.port, a.port2):
             edge = ["--role", "edge", "--port", str(port), "--max-clients", "5000"]
-            procs.append(subprocess.Popen([*common, *edge], **quiet))
+            procs.append(start([*common, *edge]))
         stop.wait()
     finally:
         for proc in reversed(procs):
