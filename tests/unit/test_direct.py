@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -68,6 +71,38 @@ class Peer:
         return [bytes(e.data).decode() for e in self.events if isinstance(e, Frame) and e.opcode is Opcode.TEXT]
 
 
+@dataclass
+class Served:
+    """candlecast's WebSocket protocol serving ``app`` on one end of a socket pair; the peer on
+    the other."""
+
+    protocol: Any
+    transport: asyncio.BaseTransport
+    peer: Peer
+
+
+@asynccontextmanager
+async def served(app: Any, **config: Any) -> AsyncIterator[Served]:
+    uv = uvicorn.Config(app, lifespan="off", **config)
+    uv.load()
+    protocol_class = websocket_protocol(Guard(Settings()))
+    server_side, client_side = socket.socketpair()
+    client_side.setblocking(False)
+    made: list[Any] = []
+
+    def factory() -> asyncio.Protocol:
+        protocol: asyncio.Protocol = protocol_class(config=uv, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
+        made.append(protocol)
+        return protocol
+
+    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(factory, server_side)
+    try:
+        yield Served(made[0], transport, Peer(client_side))
+    finally:
+        transport.close()
+        client_side.close()
+
+
 async def test_direct_frames_interleave_with_sends_pings_and_stop_after_the_close() -> None:
     """Prepared frames written directly, frames sent through ASGI and uvicorn's keepalive pings
     arrive as a valid stream in order; after the close frame the channel refuses to be ready."""
@@ -88,35 +123,18 @@ async def test_direct_frames_interleave_with_sends_pings_and_stop_after_the_clos
         assert not channel.ready()  # closed: nothing more may be written
         done.set()
 
-    config = uvicorn.Config(app, lifespan="off", ws_ping_interval=None, ws_per_message_deflate=False)
-    config.load()
-    protocol_class = websocket_protocol(Guard(Settings()))
-    server_side, client_side = socket.socketpair()
-    client_side.setblocking(False)
-    loop = asyncio.get_running_loop()
-    protocol: Any = None
-
-    def factory() -> asyncio.Protocol:
-        nonlocal protocol
-        made: asyncio.Protocol = protocol_class(config=config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
-        protocol = made
-        return made
-
-    transport, _ = await loop.connect_accepted_socket(factory, server_side)
-    peer = Peer(client_side)
-    try:
+    async with served(app, ws_ping_interval=None, ws_per_message_deflate=False) as conn:
+        protocol = conn.protocol
+        peer = conn.peer
         with anyio.fail_after(DEADLINE):
             await peer.handshake()
             await done.wait()
             while not any(isinstance(e, Frame) and e.opcode is Opcode.CLOSE for e in peer.events):
                 await peer.read()
-        assert peer.texts() == ['"d1"', '"d2"', '"s3"', '"d4"']
-        opcodes = [e.opcode for e in peer.events if isinstance(e, Frame)]
-        assert opcodes == [Opcode.TEXT, Opcode.TEXT, Opcode.TEXT, Opcode.PING, Opcode.TEXT, Opcode.CLOSE]
-        assert peer.proto.close_rcvd is not None and peer.proto.close_rcvd.code == 1001
-    finally:
-        transport.close()
-        client_side.close()
+    assert peer.texts() == ['"d1"', '"d2"', '"s3"', '"d4"']
+    opcodes = [e.opcode for e in peer.events if isinstance(e, Frame)]
+    assert opcodes == [Opcode.TEXT, Opcode.TEXT, Opcode.TEXT, Opcode.PING, Opcode.TEXT, Opcode.CLOSE]
+    assert peer.proto.close_rcvd is not None and peer.proto.close_rcvd.code == 1001
 
 
 async def test_no_direct_path_with_compression() -> None:
@@ -128,25 +146,12 @@ async def test_no_direct_path_with_compression() -> None:
         offered.append(DIRECT in scope["extensions"])
         await send({"type": "websocket.close", "code": 1000})
 
-    config = uvicorn.Config(app, lifespan="off", ws_per_message_deflate=True)
-    config.load()
-    protocol_class = websocket_protocol(Guard(Settings()))
-    server_side, client_side = socket.socketpair()
-    client_side.setblocking(False)
-    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
-        lambda: protocol_class(config=config, server_state=ServerState(), app_state={}),  # type: ignore[call-arg]
-        server_side,
-    )
-    peer = Peer(client_side)
-    try:
+    async with served(app, ws_per_message_deflate=True) as conn:
         with anyio.fail_after(DEADLINE):
-            await peer.handshake()
+            await conn.peer.handshake()
             while not offered:
-                await peer.read()
-        assert offered == [False]
-    finally:
-        transport.close()
-        client_side.close()
+                await conn.peer.read()
+    assert offered == [False]
 
 
 async def test_flag_wakes_every_waiter_on_set_and_blocks_after_clear() -> None:
@@ -218,17 +223,8 @@ async def test_channel_is_ready_only_while_open_and_below_the_high_water_mark() 
         while (await receive())["type"] != "websocket.disconnect":
             pass
 
-    config = uvicorn.Config(app, lifespan="off", ws_ping_interval=None, ws_per_message_deflate=False)
-    config.load()
-    protocol_class = websocket_protocol(Guard(Settings()))
-    server_side, client_side = socket.socketpair()
-    client_side.setblocking(False)
-    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
-        lambda: protocol_class(config=config, server_state=ServerState(), app_state={}),  # type: ignore[call-arg]
-        server_side,
-    )
-    peer = Peer(client_side)
-    try:
+    async with served(app, ws_ping_interval=None, ws_per_message_deflate=False) as conn:
+        peer, transport = conn.peer, conn.transport
         with anyio.fail_after(DEADLINE):
             await peer.handshake()
             await accepted.wait()
@@ -250,7 +246,4 @@ async def test_channel_is_ready_only_while_open_and_below_the_high_water_mark() 
             while channel.ready():  # uvicorn answers the close and closes the transport
                 await peer.read()
             assert transport.is_closing()  # closed by uvicorn after echoing the close
-    finally:
-        transport.close()
-        client_side.close()
     assert not channel.ready()
