@@ -66,6 +66,15 @@ async def until_resyncs(ws: ClientConnection, n: int = 1) -> None:
                 seen += 1
 
 
+async def released(exchange: FakeExchange, ws: ClientConnection) -> dict[Key, list[tuple[Any, ...]]]:
+    """Let the exchange answer the backfill's REST requests (held at its gate while ``ws``
+    subscribed); what the client holds after the re-snapshot that follows."""
+    await synced(ws)
+    exchange.gate.set()
+    await until_resyncs(ws)
+    return by_stream(await synced(ws))
+
+
 async def readyz(cc: Candlecast) -> tuple[int, Any]:
     async with httpx.AsyncClient() as http:
         r = await http.get(cc.url + "/readyz")
@@ -84,10 +93,7 @@ async def test_backfill_loads_history_per_symbol_and_interval_equal_to_the_excha
             status, body = await readyz(cc)
             assert (status, body["reason"]) == (503, "backfilling")
             async with client(cc.ws_url(f"symbols={streams(exchange.symbols, intervals)}&history=40")) as ws:
-                await synced(ws)
-                exchange.gate.set()
-                await until_resyncs(ws)
-                got = by_stream(await synced(ws))
+                got = await released(exchange, ws)
             assert got == truth(exchange, intervals, 40)
             assert (await readyz(cc))[0] == 200
             async with httpx.AsyncClient() as http:
@@ -107,10 +113,7 @@ async def test_backfill_pages_through_more_bars_than_one_call_returns() -> None:
             await exchange.wait_connected()
             await exchange.tick()
             async with client(cc.ws_url("symbols=BTCUSDT&history=2500")) as ws:
-                await synced(ws)
-                exchange.gate.set()
-                await until_resyncs(ws)
-                got = by_stream(await synced(ws))
+                got = await released(exchange, ws)
         assert got == truth(exchange, ("1m",), 2500)
         limits = [int(q["limit"]) for _, q in exchange.requests]
         assert len(limits) == 3 and max(limits) == 1000
@@ -127,10 +130,7 @@ async def test_backfill_waits_out_a_429_retry_after() -> None:
             await exchange.wait_connected()
             await exchange.tick()
             async with client(cc.ws_url("symbols=BTCUSDT&history=40")) as ws:
-                await synced(ws)
-                exchange.gate.set()
-                await until_resyncs(ws)
-                got = by_stream(await synced(ws))
+                got = await released(exchange, ws)
             assert got == truth(exchange, ("1m",), 40)
             assert await cc.metric("candlecast_history_rate_limited_total") == 1
         (first, _), (second, _) = exchange.requests[:2]
