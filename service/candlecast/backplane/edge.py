@@ -212,10 +212,7 @@ class EdgeFeed:
     def metrics(self) -> Iterator[Metric]:
         from prometheus_client.core import HistogramMetricFamily
 
-        link = self.link
-        yield gauge("redis_connected", "1 while the last Redis call succeeded", int(link.connected))
-        yield counter("redis_errors", "Failed Redis calls (each is retried with backoff)", link.errors)
-        yield counter("redis_reconnects", "Times Redis answered again after failing", link.reconnects)
+        yield from self.link.metrics()
         yield counter("backplane_entries", "Stream entries delivered to the hub", self.entries)
         yield counter("backplane_duplicates", "Stream entries dropped as already delivered", self.duplicates)
         yield counter("backplane_resyncs", "Gaps in the ingest's sequence: clients re-snapshotted", self.resyncs)

@@ -151,7 +151,6 @@ class IngestFeed:
         return self.source.readiness(now)
 
     def metrics(self) -> Iterator[Metric]:
-        link = self.link
         yield gauge(
             "ingest_leader",
             "1 while this ingest holds the lease (runs the source), 0 on standby",
@@ -165,9 +164,7 @@ class IngestFeed:
             "ingest_reseeds", "Times this ingest seeded an empty Redis (its first start included)", self.reseeds
         )
         yield gauge("backplane_stream_length", "Entries in the Redis Stream, as of the last write", self.stream_length)
-        yield gauge("redis_connected", "1 while the last Redis call succeeded", int(link.connected))
-        yield counter("redis_errors", "Failed Redis calls (each is retried with backoff)", link.errors)
-        yield counter("redis_reconnects", "Times Redis answered again after failing", link.reconnects)
+        yield from self.link.metrics()
         if self.source is not None:
             yield from self.source.metrics()
 

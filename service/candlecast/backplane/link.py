@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Coroutine
-from typing import Final, TypeVar
+from collections.abc import Awaitable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import anyio
 from redis.asyncio import Redis
@@ -24,7 +24,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..metrics import counter, gauge
 from ..sources.base import backoff
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger("candlecast.backplane")
 
@@ -86,6 +90,12 @@ class Link:
             finally:
                 self._scopes.discard(scope)
         return None
+
+    def metrics(self) -> Iterator[Metric]:
+        """The link's health, the same for an ingest and an edge."""
+        yield gauge("redis_connected", "1 while the last Redis call succeeded", int(self.connected))
+        yield counter("redis_errors", "Failed Redis calls (each is retried with backoff)", self.errors)
+        yield counter("redis_reconnects", "Times Redis answered again after failing", self.reconnects)
 
     def up(self) -> None:
         """A call succeeded: Redis is reachable."""
