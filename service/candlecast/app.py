@@ -74,9 +74,9 @@ class Service:
         if settings.role == "ingest":  # it serves no client: health, readiness and metrics only
             routes = [r for r in routes if getattr(r, "path", "") in ("/healthz", "/readyz", "/metrics")]
             stream = None
-        self.app = Starlette(routes=routes, lifespan=self._lifespan, middleware=[Middleware(SecurityHeaders)])
-        #: What the server runs: ``/ws`` straight to its endpoint, everything else to :attr:`app`.
-        self.asgi: ASGIApp = self.app if stream is None else StreamFirst(stream, self.app)
+        app = Starlette(routes=routes, lifespan=self._lifespan, middleware=[Middleware(SecurityHeaders)])
+        #: What the server runs: ``/ws`` straight to its endpoint, everything else to Starlette.
+        self.asgi: ASGIApp = app if stream is None else StreamFirst(stream, app)
 
     @property
     def runtime(self) -> Runtime:

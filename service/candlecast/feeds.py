@@ -9,10 +9,13 @@ which the backplane's feeds build on: this module sits above both.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from .feed import Feed, SourceFeed
-from .history import Historian
-from .settings import Settings
+
+if TYPE_CHECKING:
+    from .history import Historian
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -248,11 +248,6 @@ def websocket_protocol(guard: Guard, *, direct: bool = True) -> type[asyncio.Pro
             if self.channel is not None:
                 self.channel.writable = True
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self.channel is not None:
-                self.channel.open = False
-            super().connection_lost(exc)
-
         def handle_parser_exception(self) -> None:
             super().handle_parser_exception()
             # The connection is being failed (close frame sent, transport closing): from now on
