@@ -120,6 +120,7 @@ class Subscriber:
     """
 
     __slots__ = (
+        "_bound",
         "_busy",
         "_dirty",
         "_items",
@@ -135,7 +136,6 @@ class Subscriber:
         "_stats",
         "_unroute",
         "_waiter",
-        "bound",
         "close_code",
         "close_reason",
         "direct",
@@ -157,7 +157,7 @@ class Subscriber:
     ) -> None:
         self.symbols = symbols
         self.history = history
-        self.bound = bound
+        self._bound = bound
         self.state = SubscriptionState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""
@@ -328,7 +328,7 @@ class Subscriber:
     # -- internals --------------------------------------------------------------------------
 
     def _open(self) -> MemoryObjectSendStream[Queued]:
-        self._send, self._receive = anyio.create_memory_object_stream[Queued](self.bound)
+        self._send, self._receive = anyio.create_memory_object_stream[Queued](self._bound)
         return self._send
 
     def _release(self) -> None:
