@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("candlecast.guard")
 
 #: Kinds of protocol violation counted (``candlecast_protocol_violations_total{kind=...}``).
-VIOLATIONS = ("invalid_utf8", "oversize", "protocol", "bad_handshake", "bad_request")
+VIOLATIONS = ("invalid_utf8", "oversize", "protocol", "bad_handshake", "bad_request", "oversize_head")
 
 
 class Guard:
@@ -53,6 +53,8 @@ class Guard:
         )
         self.per_address = PerAddress(settings.max_clients_per_ip)
         self.header_timeout = settings.header_timeout
+        self.max_header_bytes = settings.max_header_bytes
+        self.max_headers = settings.max_headers
         self.auth_timeout = settings.auth_timeout
         self._throttle = Throttle(1.0)
         self.violations: dict[str, int] = dict.fromkeys(VIOLATIONS, 0)
@@ -61,6 +63,7 @@ class Guard:
         self.rate_limited = 0
         self.address_refused = 0
         self.expired_sessions = 0
+        self.read_pauses = 0
 
     def violation(self, kind: str, peer: tuple[str, int] | None, detail: str) -> None:
         """Count a client's protocol violation and log it in one line, at most once a second
@@ -72,6 +75,11 @@ class Guard:
         more = f" ({held} more since the last report)" if held else ""
         who = f"{peer[0]}:{peer[1]}" if peer else "unknown peer"
         log.warning("client protocol violation (%s) from %s: %s%s", kind, who, detail[:80], more)
+
+    def backpressured(self, peer: tuple[str, int] | None) -> None:
+        """A connection stopped being read because its outgoing buffer is above the high-water
+        mark (a client that does not read): counted, not logged (routine for a slow reader)."""
+        self.read_pauses += 1
 
     def auth_failed(self, exc: TokenError) -> None:
         """Count a refused token (by reason); logged at debug only (refusals are routine)."""
@@ -114,6 +122,11 @@ class Guard:
             "candlecast_address_refused",
             "WebSocket clients refused by the per-address cap (--max-clients-per-ip)",
             value=self.address_refused,
+        )
+        yield CounterMetricFamily(
+            "candlecast_read_pauses",
+            "Times a WebSocket connection stopped being read while its outgoing buffer was full",
+            value=self.read_pauses,
         )
         yield CounterMetricFamily(
             "candlecast_expired_sessions",

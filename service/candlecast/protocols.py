@@ -6,8 +6,12 @@ lost; nothing else is held.
 - :func:`http_protocol`: uvicorn's httptools protocol plus a **request timeout**: a connection
   must deliver a complete request (head, and body if any) within ``--header-timeout`` seconds of
   connecting, or of the first byte of its next request on a kept-alive connection; otherwise it
-  gets a 408 and is closed (counted). Idle kept-alive connections are closed by uvicorn after
-  ``--keepalive-timeout``. An invalid request or unsupported upgrade is one throttled log line.
+  gets a 408 and is closed (counted). A **bounded request head**: more than
+  ``--max-header-bytes`` bytes before the head is complete, or more than ``--max-headers``
+  header lines, gets a 431 and the connection is closed (counted as ``oversize_head``), so the
+  parser never holds more than one read (256 KiB) past the cap. Idle kept-alive connections
+  are closed by uvicorn after ``--keepalive-timeout``. An invalid request or unsupported
+  upgrade is one throttled log line.
 - :func:`websocket_protocol`: uvicorn's websockets-sansio protocol that offers the application a
   **direct path** (the ASGI extension :data:`DIRECT`, a :class:`DirectChannel`): prepared frames
   written straight to the connection's transport while it is open and below its high-water
@@ -15,7 +19,10 @@ lost; nothing else is held.
   framing error, a refused handshake) closes that connection as before (1007, 1009, 1002, HTTP
   400) but costs at most one short, throttled log line and a count
   (``candlecast_protocol_violations_total``), instead of a traceback per frame; the session's
-  writer then sees a disconnected client, not an error.
+  writer then sees a disconnected client, not an error. **Flow control both ways**: while the
+  connection's outgoing buffer is above its high-water mark, the protocol stops reading from
+  the socket, so a client that does not read cannot make the server buffer for it -- pongs
+  to its pings, close replies and every other frame the server writes by itself included.
 """
 
 from __future__ import annotations
@@ -41,13 +48,33 @@ _QUIET.setLevel(logging.WARNING)
 DIRECT = "candlecast.direct"
 
 _TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_HEAD_TOO_LARGE_RESPONSE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+)
+
+
+#: Seconds a connection refused with 431 is still read (and what it sends dropped) before it is closed.
+LINGER = 2.0
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a request head over the cap."""
 
 
 def http_protocol(guard: Guard) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with the request timeout and quiet bad-request handling."""
 
+    max_bytes, max_headers = guard.max_header_bytes, guard.max_headers
+
     class GuardedHttpProtocol(HttpToolsProtocol):
         _request_timer: asyncio.TimerHandle | None = None
+        #: Bytes received since the last complete head (the parser buffers a partial header).
+        _head_bytes = 0
+        #: Bytes of the current head's URL and header lines, and its header count.
+        _head_size = 0
+        _head_count = 0
+        _in_body = False
+        _refused = False
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(cast(asyncio.Transport, transport))
@@ -76,9 +103,47 @@ def http_protocol(guard: Guard) -> type[asyncio.Protocol]:
 
         def on_message_begin(self) -> None:
             self._arm()  # the first byte of a (next) request
+            self._head_size = self._head_count = 0
             super().on_message_begin()
 
+        def on_url(self, url: bytes) -> None:
+            self._head_size += len(url)
+            if self._head_size > max_bytes:
+                raise _HeadTooLarge
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._head_size += len(name) + len(value) + 4
+            self._head_count += 1
+            if self._head_size > max_bytes or self._head_count > max_headers:
+                raise _HeadTooLarge
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._head_bytes, self._in_body = 0, True
+            super().on_headers_complete()
+
+        def _refuse_head(self) -> None:
+            self._refused = True
+            self._disarm()
+            guard.violation(
+                "oversize_head",
+                self.client,
+                f"request head over {max_bytes} bytes or {max_headers} header lines: 431",
+            )
+            if not self.transport.is_closing():
+                # A lingering close, as nginx's: the reply, then FIN, then what the client still
+                # sends is read and dropped for a moment, so its kernel does not reset the
+                # connection (and lose the reply) over data we never read.
+                self.transport.write(_HEAD_TOO_LARGE_RESPONSE)
+                if self.transport.can_write_eof():
+                    self.transport.write_eof()
+                    self.loop.call_later(LINGER, self.transport.close)
+                else:
+                    self.transport.close()
+
         def on_message_complete(self) -> None:
+            self._in_body = False
             self._disarm()
             super().on_message_complete()
 
@@ -87,11 +152,18 @@ def http_protocol(guard: Guard) -> type[asyncio.Protocol]:
             super().handle_websocket_upgrade()
 
         def data_received(self, data: bytes) -> None:
-            # uvicorn's, with its per-request warnings counted and throttled
+            # uvicorn's, with its per-request warnings counted and throttled, and the head capped
+            if self._refused:
+                return  # refused, closing: the parser is not fed again
             self._unset_keepalive_if_required()
+            if not self._in_body:
+                self._head_bytes += len(data)
             try:
                 self.parser.feed_data(data)
-            except httptools.HttpParserError:
+            except httptools.HttpParserError as exc:
+                if isinstance(exc.__context__, _HeadTooLarge):  # raised by on_url/on_header
+                    self._refuse_head()
+                    return
                 guard.violation("bad_request", self.client, "invalid HTTP request")
                 self.send_400_response("Invalid HTTP request received.")
             except httptools.HttpParserUpgrade:
@@ -99,6 +171,9 @@ def http_protocol(guard: Guard) -> type[asyncio.Protocol]:
                     self.handle_websocket_upgrade()
                 else:
                     guard.violation("bad_request", self.client, "unsupported upgrade request")
+            else:
+                if not self._in_body and self._head_bytes > max_bytes:  # a head incomplete after that many
+                    self._refuse_head()
 
     return GuardedHttpProtocol
 
@@ -226,6 +301,8 @@ def websocket_protocol(guard: Guard, *, direct: bool = True) -> type[asyncio.Pro
 
         async def send(self, message: Any) -> None:
             await super().send(message)
+            if self.write_paused and not self.transport.is_closing():
+                self.transport.pause_reading()  # uvicorn resumes reading after a close frame
             kind = message["type"]
             if kind == "websocket.accept" and self.handshake_complete:
                 # The handshake's request and response are not needed again. websockets' parser
@@ -238,15 +315,36 @@ def websocket_protocol(guard: Guard, *, direct: bool = True) -> type[asyncio.Pro
             elif kind == "websocket.close" and self.channel is not None:
                 self.channel.open = False
 
+        # Flow control, both ways: reading is paused while a message waits for the app
+        # (uvicorn's read_paused) OR while the outgoing buffer is above its high-water mark
+        # (write_paused), and resumed only when neither holds. Without the second, a client
+        # that sends pings and never reads makes the server queue a pong per ping.
+        write_paused = False
+
         def pause_writing(self) -> None:
             super().pause_writing()
+            self.write_paused = True
             if self.channel is not None:
                 self.channel.writable = False
+            if not self.transport.is_closing():
+                self.transport.pause_reading()
+                guard.backpressured(self.client)
 
         def resume_writing(self) -> None:
             super().resume_writing()
+            self.write_paused = False
             if self.channel is not None:
                 self.channel.writable = True
+            if not self.read_paused and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+        async def receive(self) -> Any:
+            message = await self.queue.get()
+            if self.read_paused and self.queue.empty():
+                self.read_paused = False
+                if not self.write_paused and not self.transport.is_closing():
+                    self.transport.resume_reading()
+            return message
 
         def handle_parser_exception(self) -> None:
             super().handle_parser_exception()

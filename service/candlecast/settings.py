@@ -97,6 +97,11 @@ class Settings:
     jwt_leeway: float = 5.0
     auth_timeout: float = 5.0
     header_timeout: float = 10.0
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    jwt_max_lifetime: float = 86_400.0
+    snapshot_bytes: int = 4 * 1024 * 1024
+    snapshot_rate: int = 20_000
     keepalive_timeout: int = 5
     max_clients_per_ip: int = 0
 
@@ -220,6 +225,23 @@ _OPTIONS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
     "jwt_leeway": (_float(0.0, 300.0), "seconds of clock skew allowed on JWT exp and nbf"),
     "auth_timeout": (_float(0.05, 60.0), "seconds a /ws client without a token has to send its auth message"),
     "header_timeout": (_float(0.05, 3600.0), "seconds a connection has to send a complete HTTP request head"),
+    "max_header_bytes": (
+        _int(1024, 16 * 1024 * 1024),
+        "bytes of an HTTP request head (request line and headers) before it is refused with 431",
+    ),
+    "max_headers": (_int(1, 10_000), "header lines in an HTTP request before it is refused with 431"),
+    "jwt_max_lifetime": (
+        _float(1.0, 10 * 365 * 86_400.0),
+        "longest a signed token (JWT) may live, seconds: exp - iat (or exp - now without iat) above it is refused",
+    ),
+    "snapshot_bytes": (
+        _int(64 * 1024, 1024**3),
+        "bytes of snapshots (history sent on connect or subscribe) one client may have queued; past it: error frame",
+    ),
+    "snapshot_rate": (
+        _int(100, 100_000_000),
+        "snapshot bars per second one client may ask for (subscribe with history); past it: error frame",
+    ),
     "keepalive_timeout": (_int(1, 3600), "seconds an idle keep-alive HTTP connection is kept open"),
     "max_clients_per_ip": (_int(0, 1_000_000), "WebSocket clients per client address (0: no cap)"),
 }

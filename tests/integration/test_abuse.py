@@ -1,0 +1,209 @@
+"""What an attacker with a TCP connection can make a real candlecast hold: the outgoing buffer
+of a client that never reads (a ping flood, direct and through the real nginx, with and without
+a token), the request head, and the snapshots a client asks for. RSS is measured around each
+attack; the server under attack runs in this process (uvicorn on a loopback port)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from anyio.abc import SocketStream
+
+from candlecast.settings import Settings
+from tests.conftest import DEADLINE
+from tests.integration.harness import Candlecast, candlecast, client, recv_json
+from tests.integration.test_deploy import nginx
+from tests.integration.test_security import captured
+from tests.support import stalled_socket
+
+MIB = 1024 * 1024
+
+
+def rss() -> int:
+    """This process's resident set, bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame (FIN set) masked with a zero key, so the payload goes as it is."""
+    assert len(payload) <= 125
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+PING = masked_frame(0x9, b"p" * 125)
+
+
+async def stalled_stream(port: int) -> SocketStream:
+    """A TCP connection to ``port`` with a tiny receive buffer (set before connecting)."""
+    sock = stalled_socket()
+    sock.setblocking(True)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return await SocketStream.from_socket(sock)
+
+
+async def upgrade(stream: SocketStream, path: str = "/ws?symbols=NONE") -> None:
+    """Send a WebSocket handshake and read its 101 response, and nothing after it."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    await stream.send(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    with anyio.fail_after(DEADLINE):
+        while b"\r\n\r\n" not in head:
+            head += await stream.receive(1)  # byte by byte: any frame after it stays unread
+    assert head.startswith(b"HTTP/1.1 101"), head
+
+
+def paused_protocols(cc: Candlecast) -> list[Any]:
+    """The server's WebSocket connections whose outgoing buffer is above its high-water mark."""
+    return [p for p in cc.server.server_state.connections if getattr(p, "write_paused", False)]
+
+
+@asynccontextmanager
+async def on_read_pause(cc: Candlecast) -> AsyncIterator[anyio.Event]:
+    """An event set when the server stops reading a connection for backpressure."""
+    guard = cc.service.guard
+    paused = anyio.Event()
+    counted = guard.backpressured
+
+    def hook(peer: tuple[str, int] | None) -> None:
+        counted(peer)
+        paused.set()
+
+    guard.backpressured = hook  # type: ignore[method-assign]
+    try:
+        yield paused
+    finally:
+        del guard.backpressured
+
+
+async def flood(cc: Candlecast, port: int, *, answer: bytes = b'"id":"back"', total: int = 48 * MIB) -> None:
+    """Ping flood from a client that never reads: the server must stop reading it once its
+    outgoing buffer is full, so the flood stalls long before ``total`` bytes, with the server's
+    buffer and RSS bounded; once the client reads again, the server answers it again."""
+    async with on_read_pause(cc) as paused, await stalled_stream(port) as attacker:
+        await upgrade(attacker)
+        before = rss()
+        sent = 0
+        chunk = PING * 512  # 67 KB of pings
+
+        async def send_all() -> None:
+            nonlocal sent
+            while sent < total:
+                await attacker.send(chunk)
+                sent += len(chunk)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send_all)
+            with anyio.fail_after(DEADLINE):
+                await paused.wait()
+            (proto,) = paused_protocols(cc)
+            buffered = proto.transport.get_write_buffer_size()
+            assert not proto.transport.is_reading()
+            assert buffered < 1 * MIB, buffered  # the high-water mark plus one read's pongs
+            assert rss() - before < 16 * MIB, (rss() - before) / MIB
+            assert sent < total, "the server read the whole flood"
+            tg.cancel_scope.cancel()  # the attacker gives up sending
+        # the client reads again: the server resumes, and answers a text ping (with a pong, or
+        # inside the auth window with the error that says to authenticate)
+        await attacker.send(masked_frame(0x1, b'{"op":"ping","id":"back"}'))
+        got = b""
+        with anyio.fail_after(DEADLINE):
+            while answer not in got:
+                got = got[-64:] + await attacker.receive()
+        assert sent < total
+
+
+@pytest.mark.parametrize("auth", [False, True], ids=["open", "auth-window"])
+async def test_a_ping_flood_from_a_client_that_never_reads_stalls_the_client_not_the_server(auth: bool) -> None:
+    """With --tokens set, the flood comes inside the auth window, before any token."""
+    settings = Settings(rate=20, symbols=("AAA",), tokens=("s3cret-token",) if auth else (), auth_timeout=60)
+    async with candlecast(settings, sndbuf=16384) as cc:
+        async with client(cc.ws_url("symbols=AAA&token=s3cret-token")) as healthy:
+            assert (await recv_json(healthy))["s"] == "AAA"
+            await flood(cc, cc.port, answer=b'"auth_required"' if auth else b'"id":"back"')
+            assert (await recv_json(healthy))["s"] == "AAA"  # served all along
+        assert await cc.metric("candlecast_read_pauses_total") >= 1
+
+
+async def test_a_ping_flood_through_nginx_stalls_at_the_backend(tmp_path: Path) -> None:
+    async with candlecast(Settings(rate=20, symbols=("AAA",)), sndbuf=16384) as cc, nginx(cc.port, tmp_path) as addr:
+        await flood(cc, int(addr.rsplit(":", 1)[1]))
+
+
+# -- the request head --------------------------------------------------------------------------
+
+
+async def head_reply(port: int, head: bytes, *, then: bytes = b"", repeat: int = 0) -> bytes:
+    """Send ``head`` (then ``then`` up to ``repeat`` times, unless the server answers first)
+    and return what the server answers, read until it closes."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as conn:
+        got = b""
+
+        async def send() -> None:
+            await conn.send(head)
+            for _ in range(repeat):
+                await conn.send(then)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send)
+            with anyio.fail_after(DEADLINE):
+                try:
+                    while True:
+                        got += await conn.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError):
+                    pass
+            tg.cancel_scope.cancel()
+        return got
+
+
+async def test_an_endless_request_head_is_refused_with_431_and_costs_no_memory() -> None:
+    """40 MB of ``a: b`` header lines: refused once past --max-header-bytes, RSS flat; so are a
+    single endless header line and too many header lines, on any path, WebSocket or not."""
+    settings = Settings(rate=5, symbols=("AAA",), header_timeout=60, max_header_bytes=32768, max_headers=100)
+    async with candlecast(settings) as cc:
+        with captured("candlecast", "uvicorn.error") as records:
+            before = rss()
+            lines = b"a: b\r\n" * 10_000  # 60 KB a write, 40 MB at most
+            got = await head_reply(cc.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", then=lines, repeat=700)
+            assert got.startswith(b"HTTP/1.1 431 "), got[:80]
+            assert rss() - before < 16 * MIB, (rss() - before) / MIB
+            one_line = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Long: "
+            got = await head_reply(cc.port, one_line, then=b"x" * 65536, repeat=640)
+            assert got.startswith(b"HTTP/1.1 431 "), got[:80]
+            many = b"GET /api/symbols HTTP/1.1\r\nHost: x\r\n" + b"".join(b"h%d: v\r\n" % i for i in range(101))
+            got = await head_reply(cc.port, many + b"\r\n")
+            assert got.startswith(b"HTTP/1.1 431 "), got[:80]
+            long_url = b"GET /healthz?" + b"q" * 40_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+            assert (await head_reply(cc.port, long_url)).startswith(b"HTTP/1.1 431 ")
+            assert rss() - before < 16 * MIB, (rss() - before) / MIB
+        # a head within the caps is served, on a kept-alive connection too
+        fine = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"h%d: v\r\n" % i for i in range(98)) + b"\r\n"
+        async with httpx.AsyncClient(base_url=cc.url) as http:
+            assert (await http.get("/healthz", headers={"x-big": "v" * 20_000})).status_code == 200
+            assert (await http.get("/healthz")).status_code == 200
+        async with await anyio.connect_tcp("127.0.0.1", cc.port) as conn:
+            for _ in range(3):
+                await conn.send(fine)
+                reply = b""
+                with anyio.fail_after(DEADLINE):
+                    while not reply.endswith(b'{"status":"ok"}'):
+                        reply += await conn.receive()
+                assert reply.startswith(b"HTTP/1.1 200"), reply[:80]
+        assert await cc.metric('candlecast_protocol_violations_total{kind="oversize_head"}') == 4
+    loud = [r.getMessage() for r in records if r.levelname == "WARNING"]
+    assert 1 <= len(loud) <= 2 and all("oversize_head" in m and len(m) < 200 for m in loud), loud
