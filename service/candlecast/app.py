@@ -117,6 +117,8 @@ class Service:
         return FileResponse(str(self._chart_js), media_type="text/javascript")
 
     async def healthz(self, request: Request) -> Response:
+        if self._runtime is None:  # the lifespan ended under a serving server: the pump or the feed died
+            return JSONResponse({"status": "dead", "reason": "the feed pump has stopped"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:

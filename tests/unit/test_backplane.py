@@ -18,11 +18,13 @@ from candlecast.backplane.codec import (
     candle_from_json,
     decode_entry,
     entry_id,
+    id_above,
     parse_id,
     parse_meta,
     parse_snapshot,
 )
 from candlecast.backplane.lease import holder
+from candlecast.backplane.pace import Pace, Quiet
 from candlecast.candles import Candle, encode
 from candlecast.hub import Hub
 from candlecast.stats import Stats
@@ -64,6 +66,97 @@ def test_decode_entry_gives_the_candle_and_publish_time_and_rejects_bad_fields()
     for bad in ({b"c": encode(candle)}, {b"c": b"{}", b"p": b"1"}, {b"c": b"nope", b"p": b"1"}):
         with pytest.raises(BadEntry):
             decode_entry(bad)
+
+
+GOOD: dict[str, Any] = {"s": "AAA", "t": 1, "ot": 1, "o": 1.0, "h": 2.0, "l": 0.5, "c": 1.5}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"s": ["X"]}, "symbol"),
+        ({"s": {}}, "symbol"),
+        ({"s": "A B"}, "symbol"),
+        ({"ot": "zzz"}, "type"),
+        ({"t": True}, "type"),
+        ({"o": "1.0"}, "type"),  # the candle format takes numbers, not numeric strings
+        ({"h": 0.1}, "ohlc"),
+        ({"v": [1]}, "type"),
+        ({"i": ["5m"]}, "interval"),
+        ({"i": "zzz"}, "interval"),
+        ({"c": None}, "type"),
+    ],
+)
+def test_candle_from_json_applies_the_candle_formats_rules(change: dict[str, Any], reason: str) -> None:
+    """An entry is untrusted input: the broker formats' rules, one reason each."""
+    with pytest.raises(BadEntry) as err:
+        candle_from_json(orjson.dumps({**GOOD, **change}))
+    assert err.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [(b"{nope", "json"), (b"[1]", "shape"), (b'{"s": "AAA"}', "shape"), (b"x" * 70_000, "oversize")],
+)
+def test_candle_from_json_refuses_what_is_not_a_candle_object(raw: bytes, reason: str) -> None:
+    """Not JSON, not an object, fields missing, too large."""
+    with pytest.raises(BadEntry) as err:
+        candle_from_json(raw)
+    assert err.value.reason == reason
+
+
+def test_a_snapshot_leaves_out_its_unreadable_bars_and_says_why() -> None:
+    """One bad bar does not make the whole snapshot unreadable (nor the edge wait forever)."""
+    good = Candle("AAA", 1, 1, 1.0, 2.0, 0.5, 1.5)
+    snap = parse_snapshot([b"7", b"10", [b"AAA"], [[encode(good), b'{"s": {}}']]])
+    assert snap is not None
+    candles, bad = snap.read()
+    assert candles == [good] and [b.reason for b in bad] == ["shape"]
+    mirror = Bars(history=3)
+    assert mirror.load(snap) == 1 and len(mirror) == 1
+
+
+@pytest.mark.parametrize(
+    ("top", "at", "above"),
+    [
+        ((7, 999_999_999_999), (7, 10), (7, 999_999_999_999)),  # later numbers in the same epoch
+        ((7, 2**53), (7, 10), (8, 10)),  # past what Lua compares exactly: a new epoch above it
+        ((9, 5), (7, 10), (10, 10)),  # a later epoch on top: just above it
+        ((2**64 - 1, 2**64 - 1), (7, 10), None),  # the highest id: nothing fits
+        ((6, 100), (7, 10), (7, 10)),  # below: nothing to step over
+    ],
+)
+def test_id_above_finds_where_an_ingest_continues_over_a_foreign_top(
+    top: tuple[int, int], at: tuple[int, int], above: tuple[int, int] | None
+) -> None:
+    """``(epoch, seq)`` to continue from (the next id is ``seq + 1``), above the top."""
+    assert id_above(top, *at) == above
+
+
+def test_position_accounts_only_for_entries_up_to_the_streams_top() -> None:
+    """An entry beyond ``meta`` is not the ingest's (it moves meta with every entry)."""
+    assert Position.accounts_for((7, 12), 7, 12) and Position.accounts_for((8, 1), 7, 99)
+    assert not Position.accounts_for((7, 10), 7, 11)
+
+
+# -- pacing ---------------------------------------------------------------------------------------
+
+
+def test_pace_allows_one_event_per_period_the_first_at_once() -> None:
+    """Re-snapshots: at once, then not before the period has passed."""
+    pace = Pace(1.0)
+    assert pace.wait(100.0) == 0.0
+    pace.take(100.0)
+    assert pace.wait(100.25) == 0.75 and pace.wait(101.0) == 0.0
+
+
+def test_quiet_writes_one_line_per_kind_per_period_and_counts_the_rest() -> None:
+    """Log lines of one kind: the first, then one a period saying how many were held back."""
+    quiet = Quiet(1.0)
+    assert quiet.allow("symbol", 0.0) == 0
+    assert quiet.allow("symbol", 0.1) is None and quiet.allow("symbol", 0.2) is None
+    assert quiet.allow("foreign", 0.3) == 0  # another kind has its own budget
+    assert quiet.allow("symbol", 1.0) == 2
 
 
 def test_keys_share_one_prefix() -> None:

@@ -3,6 +3,7 @@ read them into their own hub (``--role ingest`` / ``--role edge``; ``--role all`
 this package).
 
 - :mod:`.codec`: keys, entry ids and fields, the ingest's sequence and the edge's position (pure).
+- :mod:`.pace`: how often a refused entry is logged and every client re-snapshotted (pure).
 - :mod:`.scripts`: the Lua scripts that make each write atomic and fenced.
 - :mod:`.link`: the redis-py client as the backplane uses it (no silent retries, cancellable calls).
 - :mod:`.lease`: which ingest leads (lease + fencing token).

@@ -4,6 +4,12 @@ sequence, and the ingest's mirror of the bars it wrote.
 Nothing here awaits, reads the clock or touches a socket (times are passed in). See
 :mod:`candlecast.backplane.scripts` for how the data sits in Redis.
 
+Whatever an edge or an ingest reads from Redis is untrusted input, checked as strictly as a
+broker's: an entry's candle goes through the ``candle`` format's rules
+(:func:`candlecast.candles.parse_candle`: symbol, finite numbers, ``l <= min(o, c) <= max(o, c)
+<= h``) plus a valid interval name, and anything else is a :class:`BadEntry` with a ``reason``
+from :data:`BAD_REASONS` that metrics count by.
+
 An entry's id is ``<epoch>-<seq>``, stamped by the ingest: ``seq`` numbers every candle the
 ingest took from its source, and ``epoch`` names one continuous numbering (a new one only when a
 leader finds Redis empty and has no numbering of its own). Because the ingest, not Redis, picks
@@ -17,20 +23,40 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
-import orjson
-
-from ..candles import Candle
+from ..candles import REASONS, Candle, MalformedMessage, decode, parse_candle
+from ..intervals import IntervalError, parse_interval
 
 #: Fields of a stream entry: the candle's JSON (the client frame) and the publish time (epoch µs).
 CANDLE: Final = b"c"
 PUBLISHED: Final = b"p"
 
 
+#: Why an entry (or a snapshot's bar, or a reply) was refused: the candle rules' reasons
+#: (:data:`candlecast.candles.REASONS`, less the two only a broker connection has), and
+#: ``fields`` (an entry lacks ``c`` or ``p``), ``interval`` (a bad ``i``), ``id``, ``meta`` and
+#: ``snapshot`` (replies), ``foreign`` (an entry beyond the stream's top: not the ingest's).
+BAD_REASONS: Final = (
+    "fields",
+    *(r for r in REASONS if r not in ("refused", "format")),
+    "interval",
+    "id",
+    "meta",
+    "snapshot",
+    "foreign",
+)
+
+
 class BadEntry(ValueError):
-    """A stream entry or reply that is not what the ingest writes."""
+    """A stream entry or reply that is not what the ingest writes; ``reason`` is one of
+    :data:`BAD_REASONS`, ``detail`` says what was wrong, for the log."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +105,28 @@ def parse_id(raw: bytes | str) -> tuple[int, int]:
     try:
         return int(epoch), int(seq)
     except ValueError:
-        raise BadEntry(f"bad entry id {text[:40]!r}") from None
+        raise BadEntry("id", f"bad entry id {text[:40]!r}") from None
 
 
 def candle_from_json(raw: bytes | str) -> Candle:
-    """The candle of an entry's JSON (written by :func:`candlecast.candles.encode`, so encoding
-    it again gives the same bytes); raises :class:`BadEntry`."""
+    """The candle of an entry's JSON, validated by the ``candle`` format's rules (what the ingest
+    writes with :func:`candlecast.candles.encode` passes them, and encodes again to the same
+    bytes); ``i``, when present, must name an interval. Raises :class:`BadEntry`."""
     try:
-        d = orjson.loads(raw)
-        return Candle(d["s"], d["t"], d["ot"], d["o"], d["h"], d["l"], d["c"], d.get("v"), d.get("i"))
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise BadEntry(f"bad candle in entry: {exc}") from None
+        msg = decode(raw)
+        candle = parse_candle(msg)[0]
+    except MalformedMessage as exc:
+        raise BadEntry(exc.reason, exc.detail) from None
+    assert isinstance(msg, dict)  # parse_candle accepts objects only
+    i = msg.get("i")
+    if i is None:
+        return candle
+    if not isinstance(i, str):
+        raise BadEntry("interval", f"i must be a string, got {type(i).__name__}")
+    try:
+        return replace(candle, i=parse_interval(i).name)
+    except IntervalError as exc:
+        raise BadEntry("interval", str(exc)) from None
 
 
 def decode_entry(fields: Mapping[bytes, bytes]) -> tuple[Candle, float]:
@@ -97,8 +134,30 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> tuple[Candle, float]:
     try:
         raw, published = fields[CANDLE], int(fields[PUBLISHED])
     except (KeyError, ValueError) as exc:
-        raise BadEntry(f"entry lacks {exc}") from None
+        raise BadEntry("fields", f"entry lacks {exc}") from None
     return candle_from_json(raw), published / 1e6
+
+
+def id_above(top: tuple[int, int], epoch: int, seq: int) -> tuple[int, int] | None:
+    """Where an ingest at ``(epoch, seq)`` (its last stamped) continues when the stream's top
+    ``top`` (an entry it did not write) is at or above its next id: the same epoch from
+    ``top``'s sequence on when ``top`` is in its epoch, else a new epoch just above ``top``'s,
+    keeping the sequence. ``None`` when no id above ``top`` fits (or the sequence would pass
+    :data:`MAX_SEQ`)."""
+    top_epoch, top_seq = top
+    if top_epoch < epoch:
+        return epoch, seq  # the top is below: nothing to step over
+    if top_epoch == epoch and top_seq < MAX_SEQ:
+        return epoch, max(seq, top_seq)
+    if top_epoch < MAX_ID_PART and seq < MAX_SEQ:
+        return top_epoch + 1, seq
+    return None
+
+
+#: Largest part of a Redis Stream id.
+MAX_ID_PART: Final = 2**64 - 1
+#: Largest sequence an ingest stamps: the Lua scripts compare sequences as doubles, exact to 2**53.
+MAX_SEQ: Final = 2**53 - 1
 
 
 # -- the edge's position ------------------------------------------------------------------------
@@ -130,6 +189,13 @@ class Position:
             return Verdict.DUPLICATE
         return Verdict.NEXT if seq == self.seq + 1 else Verdict.GAP
 
+    @staticmethod
+    def accounts_for(top: tuple[int, int], epoch: int, seq: int) -> bool:
+        """Whether the stream's top ``(epoch, seq)`` (``meta``, which every PUBLISH moves with
+        its entries, atomically) is at or past the entry ``epoch-seq`` in the stream's order:
+        the ingest wrote it (a real gap), else someone else did (a foreign entry: skip it)."""
+        return top >= (epoch, seq)
+
     def behind(self, epoch: int, seq: int) -> bool:
         """Whether Redis's top ``(epoch, seq)`` means the edge cannot continue from here: another
         epoch, or a sequence that went backwards (Redis lost what the edge delivered)."""
@@ -154,12 +220,23 @@ class Snapshot:
     seq: int
     bars: dict[str, list[bytes]]
 
-    def candles(self) -> Iterator[Candle]:
-        """Every bar as a candle, oldest first per stream: higher-interval streams first, then
-        the base ones, so the hub's aggregates of the base bars come last, as they did live."""
+    def read(self) -> tuple[list[Candle], list[BadEntry]]:
+        """Every readable bar as a candle, oldest first per stream: higher-interval streams
+        first, then the base ones, so the hub's aggregates of the base bars come last, as they
+        did live; and why each unreadable one was left out."""
+        good: list[Candle] = []
+        bad: list[BadEntry] = []
         for stream in sorted(self.bars, key=lambda name: ("@" not in name, name)):
             for raw in self.bars[stream]:
-                yield candle_from_json(raw)
+                try:
+                    good.append(candle_from_json(raw))
+                except BadEntry as exc:
+                    bad.append(exc)
+        return good, bad
+
+    def candles(self) -> Iterator[Candle]:
+        """The readable bars, in :meth:`read`'s order."""
+        return iter(self.read()[0])
 
 
 def parse_snapshot(reply: Sequence[object]) -> Snapshot | None:
@@ -172,7 +249,7 @@ def parse_snapshot(reply: Sequence[object]) -> Snapshot | None:
         assert isinstance(symbols, list) and isinstance(bars, list)
         return Snapshot(_int(epoch), _int(seq), {_text(s): list(b) for s, b in zip(symbols, bars, strict=True)})
     except (ValueError, TypeError, AssertionError) as exc:
-        raise BadEntry(f"bad snapshot reply: {exc}") from None
+        raise BadEntry("snapshot", f"bad snapshot reply: {exc}") from None
 
 
 def parse_meta(reply: Sequence[bytes | str | None]) -> tuple[int, int] | None:
@@ -182,7 +259,7 @@ def parse_meta(reply: Sequence[bytes | str | None]) -> tuple[int, int] | None:
     try:
         return int(reply[0]), int(reply[1])
     except ValueError:
-        raise BadEntry(f"bad meta {reply!r}") from None
+        raise BadEntry("meta", f"bad meta {reply!r:.80}") from None
 
 
 def _int(value: object) -> int:
@@ -229,12 +306,20 @@ class Bars:
                 i -= 1
             bars.insert(i + 1, (ot, text))
 
-    def load(self, snapshot: Snapshot) -> None:
-        """Replace everything with what a snapshot holds."""
+    def load(self, snapshot: Snapshot) -> int:
+        """Replace everything with what a snapshot holds (its unreadable bars left out);
+        returns how many were left out."""
         self._bars.clear()
+        bad = 0
         for stream, texts in snapshot.bars.items():
             for raw in texts:
-                self.record(stream, candle_from_json(raw).ot, raw.decode())
+                try:
+                    ot = candle_from_json(raw).ot
+                except BadEntry:
+                    bad += 1
+                    continue
+                self.record(stream, ot, raw.decode())
+        return bad
 
     def streams(self) -> list[str]:
         return list(self._bars)

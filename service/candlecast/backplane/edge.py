@@ -14,7 +14,14 @@ generator does the reading itself, in the pump's task (no thread, no extra task)
    new epoch (Redis lost everything and a new numbering began): the edge logs it, counts it,
    and goes back to 1., which re-snapshots every client (``{"op":"resync"}`` then a snapshot).
    It never skips silently.
-4. **Redis down.** Clients stay connected with the bars they have; ``/readyz`` says why; the edge
+4. **Poison.** Entries are untrusted: each candle passes the broker formats' rules
+   (:func:`~candlecast.backplane.codec.candle_from_json`). An unreadable entry, and an entry
+   beyond the stream's top (``meta``, which the ingest moves with every entry, does not account
+   for it: someone else wrote it), is skipped: the read goes on after it (no busy loop on a bad
+   tail entry), the position stays, and it is counted by reason
+   (``candlecast_backplane_bad_entries_total{reason}``) and logged at most once a second per
+   reason. Re-snapshots are paced (:data:`RESYNC_EVERY`), however many gaps Redis shows.
+5. **Redis down.** Clients stay connected with the bars they have; ``/readyz`` says why; the edge
    reconnects with backoff and, once Redis answers, checks the stream's epoch and resumes from
    its last id. While Redis is back but empty (the ingest has not re-seeded it yet) it waits.
    When idle it re-checks the epoch every :data:`BLOCK_MS`.
@@ -32,8 +39,20 @@ from typing import TYPE_CHECKING, Any, Final
 from ..feed import Ingest, Readiness, Resync
 from ..metrics import counter, gauge
 from ..stats import Histogram
-from .codec import BadEntry, Keys, Position, Snapshot, Verdict, decode_entry, parse_id, parse_meta, parse_snapshot
+from .codec import (
+    BAD_REASONS,
+    BadEntry,
+    Keys,
+    Position,
+    Snapshot,
+    Verdict,
+    decode_entry,
+    parse_id,
+    parse_meta,
+    parse_snapshot,
+)
 from .link import DOWN, Link, log
+from .pace import Pace, Quiet
 from .scripts import SNAPSHOT
 
 if TYPE_CHECKING:
@@ -43,6 +62,10 @@ if TYPE_CHECKING:
 
 #: How long one XREAD blocks; an idle edge re-checks the stream's epoch this often.
 BLOCK_MS: Final = 1000
+#: Shortest time between two re-snapshots of every client (the first load is not held back).
+RESYNC_EVERY: Final = 1.0
+#: Shortest time between two log lines about refused entries of one reason.
+LOG_EVERY: Final = 1.0
 
 
 class EdgeFeed:
@@ -62,7 +85,10 @@ class EdgeFeed:
         self.entries = 0
         self.duplicates = 0
         self.resyncs = 0
-        self.bad = 0
+        self.bad: dict[str, int] = {}  # refused entries, bars and replies, by reason
+        self.cursor = self.position.last_id  # the last id read: the position, or an entry skipped after it
+        self._pace = Pace(RESYNC_EVERY)
+        self._quiet = Quiet(LOG_EVERY)
 
     def start(self) -> None:
         pass
@@ -74,16 +100,26 @@ class EdgeFeed:
         link = self.link
         need_snapshot = True
         check_epoch = False
+        gap: tuple[str, int, int] | None = None  # (id, epoch, seq) of an entry that broke the sequence
         while not link.closed:
             resync: Resync | None = None
             reply: Any = None
             try:
                 if need_snapshot:
+                    delay = self._pace.wait(time.monotonic()) if self.loaded else 0.0
+                    if delay > 0:  # re-snapshots are paced: a writer cannot make the edge loop on them
+                        await link.sleep(delay)
+                        continue
                     resync = await self._load()
                     if resync is None:  # nothing in Redis yet: an ingest will seed it
                         await link.sleep(link.reconnect_min)
                         continue
                     need_snapshot = check_epoch = False
+                    gap = None
+                elif gap is not None:
+                    need_snapshot = await self._judge_gap(*gap)
+                    gap = None
+                    continue
                 elif check_epoch:
                     verdict = await self._check_epoch()
                     if verdict is None:  # Redis is back but empty: wait for the ingest's re-seed
@@ -94,12 +130,13 @@ class EdgeFeed:
                     continue
                 else:
                     reply = await link.call(
-                        link.redis.xread({self.keys.stream: self.position.last_id}, count=limit, block=BLOCK_MS)
+                        link.redis.xread({self.keys.stream: self.cursor}, count=limit, block=BLOCK_MS)
                     )
                     link.up()
             except DOWN as exc:
                 link.down(exc)
                 check_epoch = True
+                gap = None
                 await link.pause()
                 continue
             if resync is not None:
@@ -111,43 +148,50 @@ class EdgeFeed:
             batch, gap = self._entries(reply)
             if batch:
                 yield batch
-            if gap is not None:
-                self._gap(gap)
-                need_snapshot = True
 
     # -- steps --------------------------------------------------------------------------------
 
     async def _load(self) -> Resync | None:
-        """Read the snapshot; ``None`` when Redis holds no backplane data (or the link closed)."""
+        """Read the snapshot; ``None`` when Redis holds no backplane data (or the link closed).
+        Unreadable bars are counted and left out."""
         reply = await self.link.call(self._snapshot([self.keys.meta, self.keys.symbols], [self.keys.bars]))
         self.link.up()
         try:
             snap: Snapshot | None = parse_snapshot(reply) if reply is not None else None
-            if snap is None:
-                if not self.link.closed:
-                    self.waiting = "redis holds no candles yet: waiting for an ingest to publish"
-                return None
-            now = time.monotonic()
-            resync = Resync((candle, now) for candle in snap.candles())
         except BadEntry as exc:
-            log.error("backplane: unreadable snapshot (%s); retrying", exc)
-            self.bad += 1
+            self._refused(exc, "the snapshot")
             return None
+        if snap is None:
+            if not self.link.closed:
+                self.waiting = "redis holds no candles yet: waiting for an ingest to publish"
+            return None
+        now = time.monotonic()
+        self._pace.take(now)
+        candles, bad = snap.read()
+        for refused in bad:
+            self._refused(refused, "a bar of the snapshot")
+        resync = Resync((candle, now) for candle in candles)
         self.position = Position(snap.epoch, snap.seq)
+        self.cursor = self.position.last_id
         self.loaded = True
         self.waiting = ""
         self.last_entry = now
         log.info("backplane: snapshot of %d bar(s) at %s; live from there", len(resync), self.position.last_id)
         return resync
 
-    async def _check_epoch(self) -> bool | None:
-        """Whether Redis's top means this edge must re-snapshot; ``None``: Redis is empty."""
+    async def _meta(self) -> tuple[int, int] | None:
+        """Redis's top ``(epoch, seq)``; ``None``: Redis is empty (or the link closed)."""
         reply = await self.link.call(self.link.redis.hmget(self.keys.meta, ["epoch", "seq"]))
         self.link.up()
         try:
-            meta = parse_meta(reply) if reply is not None else None
-        except BadEntry:
-            meta = None
+            return parse_meta(reply) if reply is not None else None
+        except BadEntry as exc:
+            self._refused(exc, "the stream's top")
+            return None
+
+    async def _check_epoch(self) -> bool | None:
+        """Whether Redis's top means this edge must re-snapshot; ``None``: Redis is empty."""
+        meta = await self._meta()
         if meta is None:
             if not self.link.closed:
                 self.waiting = "redis was restarted empty: waiting for the ingest to re-seed it"
@@ -156,18 +200,36 @@ class EdgeFeed:
         if self.position.behind(*meta):
             self._gap(f"redis's stream is at {meta[0]}-{meta[1]}, another numbering than this edge's")
             return True
+        if self.cursor != self.position.last_id and meta > (self.position.epoch, self.position.seq):
+            self.cursor = self.position.last_id  # entries below a skipped one (the stream was recreated)
         return False
 
-    def _entries(self, reply: Any) -> tuple[list[Ingest], str | None]:
-        """Judge and decode one XREAD reply: the entries to deliver, in order, and what gap
-        stopped them (``None``: no gap)."""
+    async def _judge_gap(self, raw_id: str, epoch: int, seq: int) -> bool:
+        """An entry broke the sequence: a real gap (the stream's top accounts for it: re-snapshot,
+        True) or an entry the ingest never wrote (skipped and counted, False). Raises on Redis errors."""
+        meta = await self._meta()
+        if meta is not None and Position.accounts_for(meta, epoch, seq):
+            self._gap(f"expected {self.position.epoch}-{self.position.seq + 1}, read {raw_id}")
+            return True
+        top = "none" if meta is None else f"{meta[0]}-{meta[1]}"
+        self._refused(BadEntry("foreign", f"beyond the stream's top {top}: not the ingest's"), f"entry {raw_id}")
+        self.cursor = raw_id
+        return False
+
+    def _entries(self, reply: Any) -> tuple[list[Ingest], tuple[str, int, int] | None]:
+        """Judge and decode one XREAD reply: the entries to deliver, in order, and the entry
+        that broke the sequence, if one did (the rest of the reply is read again after it is
+        judged). An unreadable entry is counted and skipped: the read goes on past it, the
+        position stays (so the next entry is a gap, judged like any other)."""
         now = time.monotonic()
         wall = time.time()
         batch: list[Ingest] = []
         position = self.position
         observe = self.lag.observe
+        gap: tuple[str, int, int] | None = None
         for _stream, entries in reply:
-            for raw_id, fields in entries:
+            for raw, fields in entries:
+                raw_id = raw.decode() if isinstance(raw, bytes) else str(raw)
                 try:
                     epoch, seq = parse_id(raw_id)
                     verdict = position.judge(epoch, seq)
@@ -175,20 +237,33 @@ class EdgeFeed:
                         self.duplicates += 1
                         continue
                     if verdict is Verdict.GAP:
-                        return batch, f"expected {position.epoch}-{position.seq + 1}, read {epoch}-{seq}"
+                        gap = (raw_id, epoch, seq)
+                        break
                     candle, published = decode_entry(fields)
                 except BadEntry as exc:
-                    self.bad += 1
-                    log.error("backplane: skipped an unreadable entry %r: %s", raw_id, exc)
+                    self._refused(exc, f"entry {raw_id}")
+                    self.cursor = raw_id
                     continue
                 position.epoch, position.seq = epoch, seq
+                self.cursor = raw_id
                 batch.append((candle, now))
                 observe(max(0.0, wall - published))
+            if gap is not None:
+                break
         self.entries += len(batch)
         if batch:
             self.last_entry = now
             self.waiting = ""
-        return batch, None
+        return batch, gap
+
+    def _refused(self, exc: BadEntry, what: str) -> None:
+        """Count a refused entry (or bar, or reply) by reason; log at most one line per reason
+        per second."""
+        self.bad[exc.reason] = self.bad.get(exc.reason, 0) + 1
+        held = self._quiet.allow(exc.reason, time.monotonic())
+        if held is not None:
+            more = f" ({held} more of this kind since the last line)" if held else ""
+            log.error("backplane: skipped %s: %s%s", what, exc, more)
 
     def _gap(self, what: str) -> None:
         self.resyncs += 1
@@ -210,13 +285,20 @@ class EdgeFeed:
         return Readiness(None, age)
 
     def metrics(self) -> Iterator[Metric]:
-        from prometheus_client.core import HistogramMetricFamily
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
         yield from self.link.metrics()
         yield counter("backplane_entries", "Stream entries delivered to the hub", self.entries)
         yield counter("backplane_duplicates", "Stream entries dropped as already delivered", self.duplicates)
         yield counter("backplane_resyncs", "Gaps in the ingest's sequence: clients re-snapshotted", self.resyncs)
-        yield counter("backplane_bad_entries", "Stream entries or snapshots that could not be read", self.bad)
+        bad = CounterMetricFamily(
+            "candlecast_backplane_bad_entries",
+            "Stream entries, snapshot bars and replies refused (skipped), by reason",
+            labels=["reason"],
+        )
+        for reason in BAD_REASONS:
+            bad.add_metric([reason], self.bad.get(reason, 0))
+        yield bad
         age = None if self.last_entry is None else time.monotonic() - self.last_entry
         yield gauge(
             "backplane_last_entry_age_seconds",

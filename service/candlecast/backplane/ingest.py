@@ -21,6 +21,14 @@ runtime's task group; it yields nothing to the local hub (an ingest serves no cl
   them resume from their last id; edges drop what they had). Then the buffer flushes.
 - **Redis unreachable.** The source keeps running and the buffer fills; every call is retried
   with capped backoff; ``/readyz`` says so.
+- **A foreign entry on top.** An entry at or above the ingest's next id that it never wrote
+  (another writer's ``XADD``) makes every later ``XADD`` fail ("equal or smaller than the target
+  stream top item"). The ingest says so (an error line, ``candlecast_ingest_stream_conflicts_total``,
+  ``candlecast_ingest_wedged`` and ``/readyz``) and steps over it: its buffered and later
+  candles are re-stamped above the stream's top (:func:`~.codec.id_above`: later sequence numbers
+  in its epoch, or a new epoch just above the foreign one, recorded with the REBASE script). Edges
+  see one gap and re-snapshot. When no id above fits, it stays not ready and retries every
+  ``--reconnect-max`` (deleting the stream key recovers it).
 
 Event loop only (the source's producer thread is the :class:`~candlecast.feed.SourceFeed`'s).
 :meth:`stop` cancels :meth:`run`, which stops the source and closes the Redis client; idempotent.
@@ -32,7 +40,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
@@ -42,10 +50,11 @@ from ..candles import Candle, encode
 from ..feed import Ingest, Readiness, SourceFeed
 from ..intervals import Aggregator
 from ..metrics import counter, gauge
-from .codec import BadEntry, Bars, Keys, candle_from_json, entry_id, parse_snapshot, stream_of
+from .codec import BadEntry, Bars, Keys, candle_from_json, entry_id, id_above, parse_id, parse_snapshot, stream_of
 from .lease import Lease
 from .link import DOWN, Link
-from .scripts import PUBLISH, RESEED, SNAPSHOT
+from .pace import Quiet
+from .scripts import PUBLISH, REBASE, RESEED, SNAPSHOT
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -60,6 +69,8 @@ log = logging.getLogger("candlecast.backplane")
 FLUSH_MAX: Final = 512
 #: Confirmed entries kept to re-send after Redis restarted empty.
 RETAIN: Final = 4096
+#: What Redis says when an XADD's id is not above the stream's top (or no id is left above it).
+STREAM_TOP: Final = ("equal or smaller than the target stream top item", "exhausted the last possible ID")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,7 @@ class IngestFeed:
         self.lease = Lease(self.link, self.keys, settings.lease_ttl)
         self._publish = self.link.redis.register_script(PUBLISH)
         self._reseed = self.link.redis.register_script(RESEED)
+        self._rebase = self.link.redis.register_script(REBASE)
         self._snapshot = self.link.redis.register_script(SNAPSHOT)
         self.source: SourceFeed | None = None
         self.epoch: int | None = None
@@ -100,6 +112,9 @@ class IngestFeed:
         self.published = 0
         self.dropped = 0
         self.reseeds = 0
+        self.conflicts = 0  # writes refused because the stream's top is an entry this ingest never wrote
+        self.wedged: str | None = None  # why this leader cannot write, while so
+        self._quiet = Quiet()
         self._has_data = anyio.Event()
         self._deposed: str | None = None  # why this leader steps down
         self._term = anyio.CancelScope()  # the current term's task group
@@ -144,6 +159,8 @@ class IngestFeed:
             if not self.link.connected:
                 return Readiness(f"standby; redis unreachable ({self.link.error})")
             return Readiness(f"standby: ingest {self.lease.holder or '?'} holds the lease; waiting for it")
+        if self.wedged is not None:
+            return Readiness(f"leader: {self.wedged}: buffering {len(self.buffer)} candle(s)")
         if not self.link.connected:
             return Readiness(f"leader; redis unreachable ({self.link.error}): buffering {len(self.buffer)} candle(s)")
         if self.source is None:
@@ -162,6 +179,16 @@ class IngestFeed:
         yield counter("ingest_published", "Candles written to the Redis Stream", self.published)
         yield counter(
             "ingest_reseeds", "Times this ingest seeded an empty Redis (its first start included)", self.reseeds
+        )
+        yield counter(
+            "ingest_stream_conflicts",
+            "Writes refused because the stream's top is an entry this ingest never wrote",
+            self.conflicts,
+        )
+        yield gauge(
+            "ingest_wedged",
+            "1 while a foreign entry on the stream's top stops every write",
+            int(self.wedged is not None),
         )
         yield gauge("backplane_stream_length", "Entries in the Redis Stream, as of the last write", self.stream_length)
         yield from self.link.metrics()
@@ -232,7 +259,8 @@ class IngestFeed:
             if snap.epoch != self.epoch or snap.seq != self.confirmed:
                 self.epoch, self.seq, self.confirmed = snap.epoch, snap.seq, snap.seq
                 self.retained.clear()
-                self.bars.load(snap)
+                if bad := self.bars.load(snap):
+                    log.error("ingest: left out %d unreadable bar(s) of the stored history", bad)
             log.info("ingest: continuing the stream at %s", entry_id(snap.epoch, snap.seq))
         elif self.epoch is None:
             self.epoch = time.time_ns() // 1_000_000
@@ -263,14 +291,14 @@ class IngestFeed:
         """Source -> buffer: build the higher intervals' bars (once, here: edges take them as
         they are), stamp every candle; drop the oldest past the bound."""
         buffer, capacity = self.buffer, self.capacity
-        epoch = self.epoch
-        assert epoch is not None
         aggregators = self._aggregators()
 
         def stamp(candle: Candle) -> None:
             self.seq += 1
             seq = self.seq
-            buffer.append(Pending(seq, f"{epoch}-{seq}", stream_of(candle), str(candle.ot), encode(candle).decode()))
+            buffer.append(
+                Pending(seq, f"{self.epoch}-{seq}", stream_of(candle), str(candle.ot), encode(candle).decode())
+            )
 
         async for batch in source.batches(FLUSH_MAX):
             for candle, _received in batch:
@@ -323,6 +351,10 @@ class IngestFeed:
                 reply = await link.call(self._publish(script_keys, args))
                 link.up()
             except DOWN as exc:
+                if any(text in str(exc) for text in STREAM_TOP):
+                    link.up()  # Redis answered
+                    await self._step_over()
+                    continue
                 link.down(exc)
                 await link.pause()
                 continue
@@ -330,6 +362,9 @@ class IngestFeed:
                 return  # stopping
             status = reply[0]
             if status == b"OK":
+                if self.wedged is not None:
+                    log.warning("ingest: writing again, from %s on", batch[0].id)
+                    self.wedged = None
                 self._confirm(batch, int(reply[1]))
             elif status == b"NOLEASE":
                 await self._take_back()
@@ -339,6 +374,69 @@ class IngestFeed:
                 self._depose(f"ingest {reply[1].decode()} holds the lease now")
             else:  # EPOCH / BEHIND: another leader moved the stream on meanwhile
                 self._depose(f"the stream moved on without this ingest ({status.decode()} {reply[1].decode()})")
+
+    async def _step_over(self) -> None:
+        """The stream's top is an entry this ingest never wrote, at or above its next id: say so,
+        and re-stamp the buffer above it (see the module docstring)."""
+        self.conflicts += 1
+        link, keys = self.link, self.keys
+        assert self.epoch is not None
+        try:
+            info = await link.call(link.redis.xinfo_stream(keys.stream))
+            link.up()
+            if info is None:
+                return  # stopping
+            top = parse_id(info["last-generated-id"])
+        except DOWN as exc:
+            link.down(exc)
+            await link.pause()
+            return
+        except (BadEntry, KeyError, TypeError) as exc:  # not a reply Redis gives
+            top, above = (0, 0), None
+            log.error("ingest: unreadable XINFO STREAM reply (%s)", exc)
+        else:
+            above = id_above(top, self.epoch, self.confirmed)
+        top_id = entry_id(*top)
+        if above is None or above == (self.epoch, self.confirmed):
+            self.wedged = f"the stream's top {top_id} was not written by this ingest and no id above it fits"
+            if self._quiet.allow("wedged", time.monotonic()) is not None:
+                log.error("ingest: %s: cannot write; delete %s to recover; retrying", self.wedged, keys.stream)
+            await link.sleep(link.reconnect_max)
+            return
+        self.wedged = f"the stream's top {top_id} was not written by this ingest; continuing above it"
+        epoch, base = above
+        log.error(
+            "ingest: every write is refused: the stream's top %s is an entry this ingest never wrote "
+            "(it is at %s); continuing at %s",
+            top_id,
+            entry_id(self.epoch, self.confirmed),
+            entry_id(epoch, base + 1),
+        )
+        if epoch != self.epoch:
+            assert self.lease.token is not None  # leading
+            try:
+                reply = await link.call(self._rebase([keys.lease, keys.meta], [self.lease.token, self.epoch, epoch]))
+                link.up()
+            except DOWN as exc:
+                link.down(exc)
+                await link.pause()
+                return
+            if reply is None:
+                return
+            if reply[0] == b"FENCED":
+                return self._depose(f"ingest {reply[1].decode() or '?'} holds the lease now")
+            if reply[0] != b"OK":
+                return self._depose(f"the stream moved on without this ingest (epoch {reply[1].decode()})")
+        self._restamp(epoch, base)
+
+    def _restamp(self, epoch: int, base: int) -> None:
+        """Renumber the buffered candles from ``base + 1`` in ``epoch``; later ones follow."""
+        shift = base - self.confirmed
+        pending = [replace(p, seq=p.seq + shift, id=entry_id(epoch, p.seq + shift)) for p in self.buffer]
+        self.buffer.clear()
+        self.buffer.extend(pending)
+        self.epoch = epoch
+        self.seq += shift
 
     def _confirm(self, batch: list[Pending], length: int) -> None:
         last = batch[-1].seq

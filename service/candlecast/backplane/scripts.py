@@ -90,6 +90,18 @@ return {'OK'}
 """
 )
 
+#: After an entry the ingest never wrote took the stream's top (every XADD below it fails), the
+#: leader continues in a new epoch above it. KEYS lease, meta. ARGV token, old epoch, new epoch.
+#: Returns {'OK'} | {'FENCED', holder} | {'EPOCH', epoch} (the stream moved on meanwhile).
+REBASE: Final = """
+local holder = redis.call('GET', KEYS[1])
+if holder ~= ARGV[1] then return {'FENCED', holder or ''} end
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if epoch ~= ARGV[2] then return {'EPOCH', epoch or ''} end
+redis.call('HSET', KEYS[2], 'epoch', ARGV[3])
+return {'OK'}
+"""
+
 #: KEYS meta, symbols. ARGV bar key prefix. Returns {} when there is no backplane data, else
 #: {epoch, seq, {symbol, ...}, {{bar JSON, ...}, ...}}: the bars and the position they belong to.
 SNAPSHOT: Final = """
