@@ -122,7 +122,14 @@ class Service:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        """200 ``ready`` or 503 ``not ready`` with the reason (which may name the broker's or
+        Redis's address and an error text: for operators, who reach candlecast's own port).
+        ``?brief`` answers the status alone; the nginx recipes ask for that on the public
+        ``/readyz``, whatever the client sent."""
         state = self.runtime.feed.readiness(time.monotonic())
+        if "brief" in request.query_params:
+            ready = state.reason is None
+            return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
         if state.reason is not None:
             return JSONResponse({"status": "not ready", "reason": state.reason}, status_code=503)
         body: dict[str, object] = {"status": "ready"}

@@ -1,5 +1,5 @@
-"""Deployment: the real nginx running deploy/nginx.conf in front of a real candlecast, and the
-compose file and Dockerfile checked by Docker Compose v2 and hadolint."""
+"""Deployment: the real nginx running deploy/nginx.conf (and deploy/nginx-scale.conf) in front of
+real candlecasts, and the compose file and Dockerfile checked by Docker Compose v2 and hadolint."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE, IN_CI, require_binary, require_chart_library
@@ -24,51 +25,72 @@ from tests.integration.harness import Candlecast, candlecast, client, fake_broke
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+DEPLOY = ROOT / "deploy"
+#: The include both recipes share (log format, limits, timeouts, the server's locations).
+COMMON = "nginx-common.conf"
 
 
-def nginx_config(upstream_port: int, listen_port: int, tmp: Path, *, read_timeout: str | None = None,
-                 prefix_example: bool = False) -> str:  # fmt: skip
-    """deploy/nginx.conf with only the upstream, the listen port, paths and (when asked) the
-    read timeout substituted, and (when asked) the prefix example uncommented."""
-    text = NGINX_CONF.read_text()
-    subs = [
-        ("server candlecast:8000;", f"server 127.0.0.1:{upstream_port};"),
-        ("listen 8080;", f"listen 127.0.0.1:{listen_port};"),
+def render(recipe: str, tmp: Path, subs: list[tuple[str, str]]) -> Path:
+    """deploy/``recipe`` and the include it shares written into ``tmp`` (where nginx resolves
+    the relative include), with ``subs`` and nginx's own paths (pid, logs, temp files)
+    substituted; each substituted text must still be in one of the two files. The main file."""
+    files = {name: (DEPLOY / name).read_text() for name in (recipe, COMMON)}
+    paths = [
         ("pid /tmp/nginx.pid;", f"pid {tmp}/nginx.pid;"),
         ("error_log /dev/stderr warn;", "error_log stderr notice;"),  # notice: says when it listens
         ("access_log /dev/stdout candlecast;", f"access_log {tmp}/access.log candlecast;"),
     ]
-    for old, new in subs:
-        assert old in text, f"deploy/nginx.conf no longer has {old!r}"
-        text = text.replace(old, new)
-    text = text.replace("/tmp/nginx-", f"{tmp}/nginx-")
+    for old, new in [*paths, *subs]:
+        holders = [name for name, text in files.items() if old in text]
+        assert holders, f"deploy/{recipe} and deploy/{COMMON} no longer have {old!r}"
+        for name in holders:
+            files[name] = files[name].replace(old, new)
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (tmp / name).write_text(text.replace("/tmp/nginx-", f"{tmp}/nginx-"))
+    return tmp / recipe
+
+
+def nginx_config(upstream_port: int, listen_port: int, tmp: Path, *, read_timeout: str | None = None,
+                 prefix_example: bool = False) -> Path:  # fmt: skip
+    """deploy/nginx.conf (and its include) with only the upstream, the listen port, paths and
+    (when asked) the read timeout substituted, and (when asked) the prefix example uncommented."""
+    subs = [("server candlecast:8000;", f"server 127.0.0.1:{upstream_port};"),
+            ("listen 8080;", f"listen 127.0.0.1:{listen_port};")]  # fmt: skip
     if read_timeout:
-        text = text.replace("proxy_read_timeout 75s;", f"proxy_read_timeout {read_timeout};")
+        subs.append(("proxy_read_timeout 75s;", f"proxy_read_timeout {read_timeout};"))
+    conf = render("nginx.conf", tmp, subs)
     if prefix_example:
+        common = tmp / COMMON
         begin, end = "# --- prefix example: begin", "# --- prefix example: end"
-        head, rest = text.split(begin)
+        head, rest = common.read_text().split(begin)
         block, tail = rest.split(end)
         block = re.sub(r"(?m)^(\s*)# ", r"\1", block.split("\n", 1)[1])
-        text = head + block + tail
-    return text
-
-
-def write_config(tmp: Path, text: str) -> Path:
-    tmp.mkdir(parents=True, exist_ok=True)
-    conf = tmp / "nginx.conf"
-    conf.write_text(text)
+        common.write_text(head + block + tail)
     return conf
 
 
 @asynccontextmanager
 async def nginx(upstream_port: int, tmp: Path, *, read_timeout: str | None = None,
                 prefix_example: bool = False) -> AsyncIterator[str]:  # fmt: skip
-    """The real nginx on a loopback port; yields its base URL once it listens."""
+    """The real nginx (deploy/nginx.conf) on a loopback port; yields its address once it listens."""
     binary = require_binary("nginx")
     port = free_port()
-    text = nginx_config(upstream_port, port, tmp, read_timeout=read_timeout, prefix_example=prefix_example)
-    async with running_nginx(binary, write_config(tmp, text), tmp):
+    conf = nginx_config(upstream_port, port, tmp, read_timeout=read_timeout, prefix_example=prefix_example)
+    async with running_nginx(binary, conf, tmp):
+        yield f"127.0.0.1:{port}"
+
+
+@asynccontextmanager
+async def nginx_scale(edges: list[int], tmp: Path, subs: list[tuple[str, str]] | None = None) -> AsyncIterator[str]:
+    """The real nginx running deploy/nginx-scale.conf (and its include) in front of ``edges``
+    (two loopback ports), with ``subs`` substituted too; yields its address once it listens."""
+    binary = require_binary("nginx")
+    port = free_port()
+    upstreams = [("server edge-a:8000", f"server 127.0.0.1:{edges[0]}"),
+                 ("server edge-b:8000", f"server 127.0.0.1:{edges[1]}")]  # fmt: skip
+    conf = render("nginx-scale.conf", tmp, [*upstreams, ("listen 8080;", f"listen 127.0.0.1:{port};"), *(subs or [])])
+    async with running_nginx(binary, conf, tmp):
         yield f"127.0.0.1:{port}"
 
 
@@ -264,3 +286,140 @@ def test_dockerfile_passes_hadolint() -> None:
     proc = subprocess.run([tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True,
                           timeout=60, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# -- both recipes: one log format, one set of limits, a public /readyz without detail ----------
+
+
+@asynccontextmanager
+async def recipe(name: str, tmp: Path, backends: list[Candlecast], subs: list[tuple[str, str]]) -> AsyncIterator[str]:
+    """deploy/``name`` (nginx.conf: one backend; nginx-scale.conf: two) in front of ``backends``."""
+    if name == "nginx.conf":
+        listen = free_port()
+        conf = render(name, tmp, [("server candlecast:8000;", f"server 127.0.0.1:{backends[0].port};"),
+                                  ("listen 8080;", f"listen 127.0.0.1:{listen};"), *subs])  # fmt: skip
+        async with running_nginx(require_binary("nginx"), conf, tmp):
+            yield f"127.0.0.1:{listen}"
+    else:
+        async with nginx_scale([backends[0].port, backends[1].port], tmp, subs) as addr:
+            yield addr
+
+
+async def closed_by_peer(stream: anyio.abc.ByteStream) -> bytes:
+    """Everything the peer sends until it closes the connection."""
+    got = b""
+    with anyio.fail_after(DEADLINE):
+        try:
+            while True:
+                got += await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError):
+            return got
+
+
+RECIPES = ["nginx.conf", "nginx-scale.conf"]
+CONNS = 5  # the tests lower limit_conn (100 per address) to this; the directive must be there
+
+
+@pytest.mark.parametrize("name", RECIPES)
+async def test_each_recipe_logs_no_token_however_spelled_and_enforces_its_limits(tmp_path: Path, name: str) -> None:
+    secret = "s3cret-MXQ4"
+    settings = Settings(rate=50, symbols=("AAA",), tokens=(secret,))
+    subs = [("limit_conn per_ip_conn 100;", f"limit_conn per_ip_conn {CONNS};"),
+            ("client_header_timeout 10s;", "client_header_timeout 1s;")]  # fmt: skip
+    async with AsyncExitStack() as stack:
+        backends = [await stack.enter_async_context(candlecast(settings)) for _ in range(RECIPES.index(name) + 1)]
+        addr = await stack.enter_async_context(recipe(name, tmp_path, backends, subs))
+        async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
+            for key in ("token", "%74oken", "t%6Fken"):  # keys candlecast reads as token=
+                assert (await http.get(f"/api/symbols?{key}={secret}")).status_code == 200, key
+            async with client(f"ws://{addr}/ws?symbols=AAA&%74oken={secret}") as ws:
+                assert (await recv_json(ws))["s"] == "AAA"
+            # client_max_body_size 16k
+            assert (await http.post("/api/symbols", content=b"x" * (17 * 1024))).status_code == 413
+            # limit_conn: CONNS requests in progress (held WebSockets) per address, then 429
+            async with AsyncExitStack() as held:
+                for _ in range(CONNS):
+                    await synced(await held.enter_async_context(client(f"ws://{addr}/ws?symbols=AAA&token={secret}")))
+                with pytest.raises(InvalidStatus) as refused:
+                    await held.enter_async_context(client(f"ws://{addr}/ws?symbols=AAA&token={secret}"))
+                assert refused.value.response.status_code == 429
+            # client_header_timeout: a request head never finished is dropped
+            host, port = addr.rsplit(":", 1)
+            async with await anyio.connect_tcp(host, int(port)) as half:
+                await half.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                assert not (await closed_by_peer(half)).startswith(b"HTTP/1.1 200")
+            # limit_req: 30 r/s, burst 100, per address (fewer at once than limit_conn allows)
+            statuses: list[int] = []
+
+            async def get(n: int) -> None:
+                for _ in range(n):
+                    statuses.append((await http.get("/healthz")).status_code)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(CONNS - 1):
+                    tg.start_soon(get, 250 // (CONNS - 1))
+            assert statuses.count(200) >= 100 and 429 in statuses and set(statuses) == {200, 429}
+    log = (tmp_path / "access.log").read_text()
+    assert '"GET /api/symbols HTTP/1.1" 200' in log and '"GET /ws HTTP/1.1" 101' in log
+    assert '"POST /api/symbols HTTP/1.1" 413' in log
+    assert secret not in log and "oken" not in log and "%74" not in log
+
+
+@contextmanager
+def logged(name: str, text: str, n: int) -> Iterator[anyio.Event]:
+    """An event set once ``n`` records of logger ``name`` (or its children) contain ``text``."""
+    seen = anyio.Event()
+    count = 0
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            nonlocal count
+            if text in record.getMessage():
+                count += 1
+                if count >= n:
+                    seen.set()
+
+    handler = Watch()
+    logging.getLogger(name).addHandler(handler)
+    try:
+        yield seen
+    finally:
+        logging.getLogger(name).removeHandler(handler)
+
+
+@pytest.mark.parametrize("name", RECIPES)
+async def test_readyz_through_nginx_is_the_status_only_and_candlecast_itself_says_why(
+    tmp_path: Path, name: str
+) -> None:
+    redis_port = free_port()  # nothing listens: each edge's readiness reason names this address
+    edge = Settings(role="edge", redis_url=f"redis://127.0.0.1:{redis_port}/0", reconnect_min=0.02, reconnect_max=0.1)
+    n = RECIPES.index(name) + 1
+    async with AsyncExitStack() as stack:
+        failed = stack.enter_context(logged("candlecast", "reconnecting with backoff", n))
+        backends = [await stack.enter_async_context(candlecast(edge)) for _ in range(n)]
+        addr = await stack.enter_async_context(recipe(name, tmp_path, backends, []))
+        with anyio.fail_after(DEADLINE):
+            await failed.wait()  # every edge has tried Redis and failed
+        async with httpx.AsyncClient() as http:
+            for backend in backends:  # operators, on candlecast's own port: the reason
+                direct = await http.get(backend.url + "/readyz")
+                assert direct.status_code == 503 and f"127.0.0.1:{redis_port}" in direct.json()["reason"]
+            for query in ("", "?verbose=1", "?brief=0", "?brief=1&x=1"):  # the public: the status
+                public = await http.get(f"http://{addr}/readyz{query}")
+                assert public.status_code == 503 and public.json() == {"status": "not ready"}, public.text
+                assert str(redis_port) not in public.text and "redis" not in public.text.lower()
+            ready = await http.get(backends[0].url + "/readyz?brief")
+            assert ready.json() == {"status": "not ready"}
+
+
+async def test_readyz_through_nginx_says_ready_and_nothing_more(tmp_path: Path) -> None:
+    async with fake_broker() as broker, candlecast(ws_settings(broker)) as cc, nginx(cc.port, tmp_path) as addr:
+        await broker.wait_connections(1)
+        async with client(cc.ws_url("symbols=AAA")) as ws:
+            await synced(ws)
+            await broker.send(seed("AAA", 1))
+            await recv_json(ws)  # data flowed: ready
+        async with httpx.AsyncClient() as http:
+            assert "last_message_age" in (await http.get(cc.url + "/readyz")).json()
+            public = await http.get(f"http://{addr}/readyz")
+            assert public.status_code == 200 and public.json() == {"status": "ready"}

@@ -21,11 +21,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from candlecast.settings import Settings
-from tests.conftest import DEADLINE, require_binary
+from tests.conftest import DEADLINE
 from tests.integration.harness import Candlecast, FakeBroker, candlecast, client, fake_broker, seed, synced
 from tests.integration.scale import broadcast, child, redis_server, role_settings
-from tests.integration.test_deploy import ROOT, running_nginx, tool
-from tests.support import free_port
+from tests.integration.test_deploy import ROOT, nginx_scale, tool
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 
@@ -313,29 +312,6 @@ def test_compose_scale_profile_is_valid_and_wires_redis_ingests_edges_and_nginx(
         assert svc["nginx-scale"]["depends_on"][name]["condition"] == "service_healthy"
     assert any(v["source"].endswith("deploy/nginx-scale.conf") for v in svc["nginx-scale"]["volumes"])
     assert svc["nginx-scale"]["ports"][0]["published"] == "8081"
-
-
-@asynccontextmanager
-async def nginx_scale(edges: list[int], tmp: Path) -> AsyncIterator[str]:
-    """The real nginx running deploy/nginx-scale.conf in front of ``edges`` (loopback ports)."""
-    binary = require_binary("nginx")
-    port = free_port()
-    text = (ROOT / "deploy" / "nginx-scale.conf").read_text()
-    subs = [
-        ("server edge-a:8000", f"server 127.0.0.1:{edges[0]}"),
-        ("server edge-b:8000", f"server 127.0.0.1:{edges[1]}"),
-        ("listen 8080;", f"listen 127.0.0.1:{port};"),
-        ("pid /tmp/nginx.pid;", f"pid {tmp}/nginx.pid;"),
-        ("error_log /dev/stderr warn;", "error_log stderr notice;"),
-        ("access_log /dev/stdout;", f"access_log {tmp}/access.log;"),
-    ]
-    for old, new in subs:
-        assert old in text, f"deploy/nginx-scale.conf no longer has {old!r}"
-        text = text.replace(old, new)
-    conf = tmp / "nginx.conf"
-    conf.write_text(text.replace("/tmp/nginx-", f"{tmp}/nginx-"))
-    async with running_nginx(binary, conf, tmp):
-        yield f"127.0.0.1:{port}"
 
 
 async def test_nginx_balances_clients_over_two_edges_and_they_all_get_every_candle(tmp_path: Path) -> None:
