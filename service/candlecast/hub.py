@@ -15,6 +15,14 @@ Slow-client policy (per subscriber, see :meth:`Subscriber.offer`):
   close code 1013 and a reason (counted as ``slow_disconnects``). Its dashboard reconnects and
   re-syncs from the snapshot.
 
+Snapshot budget (per subscriber): the stream bounds items, and one snapshot item may hold
+thousands of bars, so snapshots are also bounded in **bytes queued** (``snapshot_bytes``) and,
+for those a client asks for (``subscribe``), in **bars per second** (``snapshot_rate``, a token
+bucket holding two seconds' worth). A subscribe past either is refused (the caller sends an
+error frame; nothing is subscribed); a snapshot the server queues by itself (a resync) onto a
+client that already has more than ``snapshot_bytes`` of snapshots unread ends it with 1013. The
+connection's first snapshot is always queued (and charged).
+
 A subscriber's first item is its snapshot (the latest bar, or the last N bars, of each symbol
 it follows), taken in the same synchronous step that registers it: there is no gap and no
 duplicate between snapshot and live updates. :meth:`Hub.subscribe` is an async context manager
@@ -38,6 +46,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .candles import Candle, encode
 from .frames import text_frame
 from .intervals import Aggregator, IntervalSet
+from .limits import TokenBucket
 from .protocol import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN, resync_frame
 from .stats import Stats
 
@@ -81,12 +90,27 @@ class Reply:
 
 
 class _Snapshot:
-    """Bars a client is owed on (re)subscription, oldest first per symbol (queued as one item)."""
+    """Bars a client is owed on (re)subscription, oldest first per symbol (queued as one item),
+    and their size in bytes (the texts are ASCII JSON)."""
 
-    __slots__ = ("updates",)
+    __slots__ = ("size", "updates")
 
     def __init__(self, updates: list[Update]) -> None:
         self.updates = updates
+        self.size = sum(len(u.text) for u in updates)
+
+
+class SnapshotBudget:
+    """What snapshots one client may make the server hold and build: ``max_bytes`` queued at
+    once, and ``rate`` bars per second of those it asks for (a bucket of ``2 * rate``). Shared
+    settings of every subscriber of a hub; each subscriber keeps its own counts."""
+
+    __slots__ = ("burst", "max_bytes", "rate")
+
+    def __init__(self, max_bytes: int, rate: float) -> None:
+        self.max_bytes = max_bytes
+        self.rate = rate
+        self.burst = 2 * rate
 
 
 Outgoing = Update | Reply
@@ -121,6 +145,8 @@ class Subscriber:
 
     __slots__ = (
         "_bound",
+        "_budget",
+        "_bucket",
         "_busy",
         "_dirty",
         "_items",
@@ -132,6 +158,7 @@ class Subscriber:
         "_receive",
         "_replaced",
         "_send",
+        "_snapshot_bytes",
         "_start_writer",
         "_stats",
         "_unroute",
@@ -154,6 +181,7 @@ class Subscriber:
         on_end: Iterable[Callable[[], object]],
         dirty: list[Subscriber] | None = None,
         unroute: Callable[[Subscriber], object] | None = None,
+        budget: SnapshotBudget | None = None,
     ) -> None:
         self.symbols = symbols
         self.history = history
@@ -181,6 +209,9 @@ class Subscriber:
         self._out: list[bytes] | None = None  # frames due on the direct path in this pump step
         self._out_received = 0.0
         self._dirty = dirty if dirty is not None else []  # the hub's list of subscribers with _out
+        self._budget = budget
+        self._bucket: TokenBucket | None = None  # made on the first snapshot asked for
+        self._snapshot_bytes = 0  # of the snapshots in the stream
 
     def go_direct(self, direct: DirectWrite, start_writer: Callable[[], object]) -> None:
         """Serve this client through ``direct`` while it is caught up; ``start_writer`` starts a
@@ -236,9 +267,16 @@ class Subscriber:
         return True
 
     def queue(self, item: Reply | _Snapshot) -> None:
-        """Queue a control reply or a snapshot; ends the client with 1013 if it is full."""
+        """Queue a control reply or a snapshot; ends the client with 1013 if it is full, or if
+        a snapshot finds more than the budget's bytes of snapshots still unread."""
         if self.state is not SubscriptionState.OPEN:
             return
+        if type(item) is _Snapshot:
+            budget = self._budget
+            if budget is not None and self._snapshot_bytes and self._snapshot_bytes + item.size > budget.max_bytes:
+                self._stats.slow_disconnects += 1
+                self.end(CLOSE_TRY_AGAIN, "client too slow: snapshots unread")
+                return
         send = self._send if self._send is not None else self._open()
         try:
             send.send_nowait(item)
@@ -246,7 +284,23 @@ class Subscriber:
             self._stats.slow_disconnects += 1
             self.end(CLOSE_TRY_AGAIN, "client too slow: queue full")
             return
+        if type(item) is _Snapshot:
+            self._snapshot_bytes += item.size
         self._queued()
+
+    def affords(self, snapshot: _Snapshot, now: float) -> bool:
+        """Whether the client may have ``snapshot`` (one it asked for) now: its bars within
+        the rate, its bytes within what may be queued (any size when nothing is). Spends the
+        bars when it may."""
+        budget = self._budget
+        if budget is None:
+            return True
+        if self._snapshot_bytes and self._snapshot_bytes + snapshot.size > budget.max_bytes:
+            return False
+        bucket = self._bucket
+        if bucket is None:
+            bucket = self._bucket = TokenBucket(budget.rate, budget.burst, now)
+        return bucket.take(now, len(snapshot.updates))
 
     def end(self, code: int, reason: str) -> None:
         """Stop routing to this client and ask its session to close with ``code``. Idempotent."""
@@ -319,6 +373,7 @@ class Subscriber:
                 out.append(replaced.pop(item, item) if replaced else item)
             elif type(item) is _Snapshot:
                 out.extend(item.updates)
+                self._snapshot_bytes -= item.size
             else:
                 assert type(item) is Reply
                 out.append(item)
@@ -391,8 +446,11 @@ class Hub:
         stats: Stats,
         intervals: IntervalSet | None = None,
         aggregate: bool = True,
+        snapshot_bytes: int = 4 * 1024 * 1024,
+        snapshot_rate: float = 20_000,
     ) -> None:
         self.history = history
+        self.budget = SnapshotBudget(snapshot_bytes, snapshot_rate)
         self.client_queue = client_queue
         self.max_clients = max_clients
         self.stats = stats
@@ -557,6 +615,7 @@ class Hub:
             on_end=() if on_end is None else (on_end,),
             dirty=self._dirty,
             unroute=self._unroute,  # a bound method: no reference cycle through the subscriber
+            budget=self.budget,
         )
         return Subscription(self, sub)
 
@@ -577,17 +636,28 @@ class Hub:
         if self._closed and not self._subscribers:
             self._idle.set()
 
-    def add_symbols(self, sub: Subscriber, symbols: Iterable[str]) -> None:
-        """Follow more symbols; their snapshot is queued before any later live update."""
-        if sub.state is not SubscriptionState.OPEN or sub.symbols is None:
-            return
-        new = frozenset(symbols) - sub.symbols
-        if not new:
-            return
+    def add_symbols(
+        self, sub: Subscriber, symbols: Iterable[str], *, first: Reply | None = None, now: float | None = None
+    ) -> bool:
+        """Follow more symbols: ``first`` (the reply), then their snapshot, are queued before
+        any later live update. False, with nothing changed or queued, when the snapshot is past
+        the subscriber's budget (see the module docstring); ``now`` is monotonic seconds."""
+        if sub.state is not SubscriptionState.OPEN:
+            return True
+        new = frozenset() if sub.symbols is None else frozenset(symbols) - sub.symbols
+        snapshot = _Snapshot(self.snapshot(new, sub.history)) if new else None
+        if snapshot is not None and not sub.affords(snapshot, time.monotonic() if now is None else now):
+            self.stats.snapshots_refused += 1
+            return False
+        if first is not None:
+            sub.queue(first)
+        if snapshot is None or sub.symbols is None:
+            return True
         self._unroute(sub)
         sub.symbols = sub.symbols | new
         self._route(sub, sub.symbols)
-        sub.queue(_Snapshot(self.snapshot(new, sub.history)))
+        sub.queue(snapshot)
+        return True
 
     def remove_symbols(self, sub: Subscriber, symbols: Iterable[str]) -> None:
         """Stop following symbols (from "all symbols", this keeps the ones known now)."""

@@ -21,14 +21,15 @@ class TokenBucket:
         self._tokens = burst
         self._last = now
 
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one; False (and nothing spent) when the bucket is empty."""
+    def take(self, now: float, n: float = 1) -> bool:
+        """Spend ``n`` tokens if there are that many; False (and nothing spent) otherwise. A
+        cost above ``burst`` is allowed once the bucket is full, leaving it in debt."""
         elapsed = now - self._last
         if elapsed > 0:
             self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
             self._last = now
-        if self._tokens >= 1:
-            self._tokens -= 1
+        if self._tokens >= min(n, self.burst):
+            self._tokens -= n
             return True
         return False
 

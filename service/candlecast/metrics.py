@@ -54,6 +54,11 @@ class Collector(_Collector):
         yield counter("direct_frames", "Frames written on the direct path (caught-up clients)", s.direct_frames)
         yield counter("merged", "Pending updates replaced by a newer state of the same bar", s.merged)
         yield counter("slow_disconnects", "Clients closed with 1013 for falling behind", s.slow_disconnects)
+        yield counter(
+            "snapshots_refused",
+            "Subscribes refused for the client's snapshot budget (--snapshot-bytes, --snapshot-rate)",
+            s.snapshots_refused,
+        )
         yield gauge("client_queue_items", "Items pending across all client queues", self.hub.pending())
         yield from self.feed_metrics()
         yield HistogramMetricFamily(

@@ -48,6 +48,8 @@ async def running(settings: Settings, feed_factory: FeedFactory) -> AsyncIterato
         stats=stats,
         intervals=interval_set(settings),
         aggregate=settings.role != "edge",
+        snapshot_bytes=settings.snapshot_bytes,
+        snapshot_rate=settings.snapshot_rate,
     )
     feed = feed_factory(settings)
     runtime = Runtime(settings, stats, hub, feed, make_registry(Collector(stats, hub, feed.metrics)))

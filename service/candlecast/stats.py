@@ -52,6 +52,7 @@ class Stats:
         "merged",
         "rejected_clients",
         "slow_disconnects",
+        "snapshots_refused",
     )
 
     def __init__(self) -> None:
@@ -64,4 +65,5 @@ class Stats:
         self.clients_total = 0
         self.rejected_clients = 0
         self.client_errors = 0
+        self.snapshots_refused = 0
         self.latency = Histogram()

@@ -226,6 +226,12 @@ async def _send_close(websocket: WebSocket, code: int, reason: str) -> None:
         pass  # the peer went away first
 
 
+#: A subscribe refused for the client's snapshot budget (see :mod:`candlecast.hub`).
+_SNAPSHOT_LIMIT = ProtocolError(
+    "snapshot_limit", "too much history asked for too fast, or still unread: read what was sent, then retry"
+)
+
+
 def _forbidden(symbols: tuple[str, ...]) -> ProtocolError:
     listed = ", ".join(symbols[:20]) + (f" and {len(symbols) - 20} more" if len(symbols) > 20 else "")
     return ProtocolError("forbidden_symbols", f"your token does not allow: {listed}")
@@ -279,8 +285,10 @@ async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats,
                 symbols = tuple(s for s in symbols if s not in refused)
             # the reply goes first; the new symbols' snapshot follows it in the same queue
             after = None if sub.symbols is None else sub.symbols | frozenset(symbols)
-            sub.queue(Reply(reply_frame("subscribed", after, cmd.id)))
-            hub.add_symbols(sub, symbols)
+            first = Reply(reply_frame("subscribed", after, cmd.id))
+            if not hub.add_symbols(sub, symbols, first=first, now=time.monotonic()):
+                stats.client_errors += 1
+                sub.queue(Reply(error_frame(_SNAPSHOT_LIMIT)))
         elif cmd.op == "auth":
             # Already authorized (by the request, or no auth is configured): a token that verifies
             # is acknowledged silently, the session keeps the grant and expiry it started with

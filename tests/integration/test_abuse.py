@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+import orjson
 import pytest
 from anyio.abc import SocketStream
 
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE
-from tests.integration.harness import Candlecast, candlecast, client, recv_json
+from tests.integration.harness import Candlecast, candlecast, client, fake_broker, recv_json, synced, ws_settings
 from tests.integration.test_deploy import nginx
 from tests.integration.test_security import captured
 from tests.support import stalled_socket
@@ -38,8 +40,9 @@ def rss() -> int:
 
 def masked_frame(opcode: int, payload: bytes) -> bytes:
     """A client frame (FIN set) masked with a zero key, so the payload goes as it is."""
-    assert len(payload) <= 125
-    return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+    n = len(payload)
+    length = bytes([0x80 | n]) if n <= 125 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    return bytes([0x80 | opcode]) + length + b"\0\0\0\0" + payload
 
 
 PING = masked_frame(0x9, b"p" * 125)
@@ -207,3 +210,118 @@ async def test_an_endless_request_head_is_refused_with_431_and_costs_no_memory()
         assert await cc.metric('candlecast_protocol_violations_total{kind="oversize_head"}') == 4
     loud = [r.getMessage() for r in records if r.levelname == "WARNING"]
     assert 1 <= len(loud) <= 2 and all("oversize_head" in m and len(m) < 200 for m in loud), loud
+
+
+# -- snapshots -----------------------------------------------------------------------------------
+
+STREAMS = [f"{s}@{i}" if i != "1m" else s for s in ("AAA", "BBB") for i in ("1m", "5m", "15m", "1h", "4h", "1d")]
+_ALL = orjson.dumps(STREAMS)
+#: 20 unsubscribe/subscribe pairs of every stream: within the control burst (40 messages).
+CYCLES = (
+    masked_frame(0x1, b'{"op":"unsubscribe","symbols":%s}' % _ALL)
+    + masked_frame(0x1, b'{"op":"subscribe","symbols":%s}' % _ALL)
+) * 20
+BARS = 3000  # 1m bars per symbol: with their 5m ... 1d bars, ~1270 bars per symbol at history=500
+
+
+@asynccontextmanager
+async def seeded(**overrides: Any) -> AsyncIterator[Candlecast]:
+    """A candlecast whose hub holds BARS minutes of two symbols (and their higher intervals),
+    fed by a real fake broker; enters once every bar is in the hub."""
+    async with fake_broker() as broker:
+        settings = ws_settings(broker, history=500, **overrides)
+        async with candlecast(settings, sndbuf=16384) as cc:
+            await broker.wait_connections(1)
+            async with client(cc.ws_url("symbols=BBB")) as watcher:
+                await synced(watcher)
+                minute = 60_000
+                await broker.send(*(bar(s, i * minute) for i in range(BARS) for s in ("AAA", "BBB")))
+                while (await recv_json(watcher))["ot"] != (BARS - 1) * minute:
+                    pass
+            yield cc
+
+
+def bar(symbol: str, ot: int) -> dict[str, Any]:
+    return {"symbol": symbol, "time": ot, "candles": [ot, 100.0, 100.5, 101.0, 99.0]}
+
+
+def snapshot_size(cc: Candlecast) -> tuple[int, int]:
+    """Bars and bytes of one snapshot of every stream at history=500."""
+    hub = cc.service.runtime.hub
+    bars = [u for stream in STREAMS for u in hub.bars(stream, 500)]
+    return len(bars), sum(len(u.text) for u in bars)
+
+
+@asynccontextmanager
+async def counting_subscribes(cc: Candlecast, n: int) -> AsyncIterator[anyio.Event]:
+    """An event set once the hub has been asked ``n`` times to add symbols (granted or not)."""
+    hub = cc.service.runtime.hub
+    done = anyio.Event()
+    add = hub.add_symbols
+    calls = 0
+
+    def counted(*args: Any, **kwargs: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls >= n:
+            done.set()
+        return add(*args, **kwargs)
+
+    hub.add_symbols = counted  # type: ignore[method-assign]
+    try:
+        yield done
+    finally:
+        del hub.add_symbols
+
+
+@pytest.mark.parametrize("rate", [2000, 1_000_000], ids=["bars-per-second", "bytes-queued"])
+async def test_a_client_that_does_not_read_cannot_make_the_server_queue_snapshot_after_snapshot(rate: int) -> None:
+    """Ten clients that never read cycle unsubscribe/subscribe of every stream with the whole
+    history (20 cycles in one write, all read at once): each has at most --snapshot-bytes of
+    snapshots queued (or one snapshot, when larger) besides the batch its writer holds; the
+    rest is refused and counted."""
+    budget = 256 * 1024
+    async with seeded(snapshot_bytes=budget, snapshot_rate=rate) as cc:
+        hub = cc.service.runtime.hub
+        _, size = snapshot_size(cc)
+        assert size > budget // 2
+        before = rss()
+        async with counting_subscribes(cc, 10 * 20) as asked, AsyncExitStack() as stack:
+            for _ in range(10):
+                attacker = await stack.enter_async_context(await stalled_stream(cc.port))
+                await upgrade(attacker, "/ws?history=500&symbols=NONE")
+                await attacker.send(CYCLES)
+            with anyio.fail_after(DEADLINE):
+                await asked.wait()
+            queued = [sub._snapshot_bytes for sub in hub._subscribers]
+            assert len(queued) == 10 and max(queued) <= max(budget, size), queued
+            assert rss() - before < 24 * MIB, (rss() - before) / MIB
+        assert await cc.metric("candlecast_snapshots_refused_total") >= 10 * 15
+
+
+async def test_a_client_that_reads_gets_snapshot_bars_at_the_budgeted_rate() -> None:
+    """A reading client's resubscribes are served within --snapshot-rate bars a second (a
+    bucket of two seconds' worth, and one snapshot past it when full); past it each gets an
+    error frame, and the client stays."""
+    rate = 2000
+    async with seeded(snapshot_rate=rate) as cc:
+        per_subscribe, _ = snapshot_size(cc)
+        async with client(cc.ws_url("symbols=NONE&history=500"), max_size=None) as ws:
+            bars = replies = refused = 0
+            opened = time.monotonic()
+            for i in range(20):
+                await ws.send(f'{{"op":"unsubscribe","symbols":{_ALL.decode()}}}')
+                await ws.send(f'{{"op":"subscribe","symbols":{_ALL.decode()},"id":{i}}}')
+            while replies < 20:
+                msg = await recv_json(ws)
+                if msg.get("op") == "subscribed" or msg.get("error") == "snapshot_limit":
+                    replies += 1
+                    refused += msg.get("error") == "snapshot_limit"
+                elif "s" in msg:
+                    bars += 1
+            elapsed = time.monotonic() - opened
+            assert refused >= 15, refused
+            assert bars <= 2 * rate + elapsed * rate + per_subscribe, (bars, elapsed)
+            await ws.send('{"op":"ping","id":"still"}')
+            while (await recv_json(ws)).get("id") != "still":
+                pass

