@@ -188,6 +188,7 @@ async def test_prefix_example_serves_candlecast_under_a_path(tmp_path: Path) -> 
             assert "createChart" in chart.text
             assert [s["symbol"] for s in (await http.get("/candlecast/api/symbols")).json()] == ["AAA"]
             assert (await http.get("/candlecast/metrics")).status_code == 403
+            assert set((await http.get("/candlecast/readyz?verbose=1")).json()) == {"status"}
         async with client(f"ws://{addr}/candlecast/ws?symbols=AAA") as ws:
             assert (await recv_json(ws))["s"] == "AAA"
 
