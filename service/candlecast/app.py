@@ -10,6 +10,7 @@ calls on the first SIGTERM, before uvicorn's own shutdown: stop taking clients, 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +45,22 @@ STATIC = Path(__file__).parent / "static"
 DRAIN_TIMEOUT = 2.0
 
 
+#: What ``/static`` serves: the page's own files, at the top of the package's ``static/``.
+#: Nothing below it (``vendor/`` holds the chart module, served at ``/vendor/...`` from
+#: ``--chart-js``, and build records), and no other kind of file.
+PAGE_SUFFIXES = (".js", ".mjs", ".css", ".html", ".svg", ".png", ".ico", ".woff2")
+
+
+class PageFiles(StaticFiles):
+    """Starlette's static files, limited to the page's own files: a name without a folder and
+    with one of :data:`PAGE_SUFFIXES`; anything else is a 404, as if it were not there."""
+
+    def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
+        if "/" in path or "\\" in path or not path.endswith(PAGE_SUFFIXES):
+            return "", None
+        return super().lookup_path(path)
+
+
 class Service:
     """candlecast as an ASGI app (:attr:`asgi`). Nothing starts until the lifespan does."""
 
@@ -68,7 +85,7 @@ class Service:
             Route("/healthz", self.healthz),
             Route("/readyz", self.readyz),
             Route("/metrics", self.metrics),
-            Mount("/static", StaticFiles(packages=[("candlecast", "static")]), name="static"),
+            Mount("/static", PageFiles(packages=[("candlecast", "static")]), name="static"),
         ]
         stream: StreamEndpoint | None = StreamEndpoint(lambda: self.runtime, self.guard)
         if settings.role == "ingest":  # it serves no client: health, readiness and metrics only

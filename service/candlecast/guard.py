@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from .limits import PerAddress, Throttle
+from .protocol import ProtocolError
 from .tokens import TokenError, Verifier, load_public_key
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class Guard:
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway,
+            max_lifetime=settings.jwt_max_lifetime,
         )
         self.per_address = PerAddress(settings.max_clients_per_ip)
         self.header_timeout = settings.header_timeout
@@ -81,8 +83,9 @@ class Guard:
         mark (a client that does not read): counted, not logged (routine for a slow reader)."""
         self.read_pauses += 1
 
-    def auth_failed(self, exc: TokenError) -> None:
-        """Count a refused token (by reason); logged at debug only (refusals are routine)."""
+    def auth_failed(self, exc: TokenError | ProtocolError) -> None:
+        """Count a refused token, or a client that sent none in time (by reason); logged at
+        debug only (refusals are routine)."""
         self.auth_failures[exc.code] = self.auth_failures.get(exc.code, 0) + 1
         log.debug("refused a token: %s", exc.detail)
 
@@ -105,7 +108,9 @@ class Guard:
             violations.add_metric([kind], n)
         yield violations
         failures = CounterMetricFamily(
-            "candlecast_auth_failures", "Tokens refused (HTTP and WebSocket), by reason", labels=["reason"]
+            "candlecast_auth_failures",
+            "Tokens refused (HTTP and WebSocket), and WebSocket clients that sent none in time, by reason",
+            labels=["reason"],
         )
         for reason, n in sorted(self.auth_failures.items()):
             failures.add_metric([reason], n)

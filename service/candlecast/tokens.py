@@ -124,6 +124,7 @@ class Verifier:
         audience: str | None = None,
         issuer: str | None = None,
         leeway: float = 5.0,
+        max_lifetime: float | None = 86_400.0,
     ) -> None:
         self._tokens = tuple(t.encode() for t in tokens)
         self._secret = secret.encode() if secret else None
@@ -136,6 +137,7 @@ class Verifier:
         self._audience = audience
         self._issuer = issuer
         self._leeway = leeway
+        self._max_lifetime = max_lifetime
 
     @property
     def required(self) -> bool:
@@ -201,6 +203,13 @@ class Verifier:
             raise TokenError("bad_claims", "the token has no expiry (exp)")
         if now >= exp + self._leeway:
             raise TokenError("token_expired", "the token has expired")
+        if self._max_lifetime is not None:
+            iat = _number(claims, "iat")
+            lifetime = max(exp - now, exp - iat if iat is not None else 0.0)
+            if not lifetime <= self._max_lifetime + self._leeway:  # an infinite exp too
+                raise TokenError(
+                    "token_lifetime", f"the token lives longer than this server allows ({self._max_lifetime:g} s)"
+                )
         if nbf is not None and now < nbf - self._leeway:
             raise TokenError("token_not_yet_valid", "the token is not valid yet (nbf)")
         sub = claims.get("sub")

@@ -136,10 +136,9 @@ async def _authenticate(websocket: WebSocket, guard: Guard, stats: Stats) -> Gra
             raise ProtocolError("auth_required", 'send {"op":"auth","token":...} first')
         return guard.verifier.verify(cmd.token, time.time())
     except (ProtocolError, TokenError) as exc:
-        if isinstance(exc, TokenError):
-            guard.auth_failed(exc)
+        guard.auth_failed(exc)
         stats.rejected_clients += 1
-        await websocket.send_text(error_frame(ProtocolError(exc.code, exc.detail)))
+        await _say(websocket, error_frame(ProtocolError(exc.code, exc.detail)))
         await _close(websocket, CLOSE_POLICY, exc.code)
         return None
 
@@ -151,12 +150,12 @@ async def _serve(runtime: Runtime, websocket: WebSocket, send: Send, guard: Guar
         options = parse_query(websocket.query_params, max_history=settings.history, intervals=hub.intervals)
     except ProtocolError as exc:
         stats.rejected_clients += 1
-        await websocket.send_text(error_frame(exc))
+        await _say(websocket, error_frame(exc))
         await _close(websocket, CLOSE_POLICY, exc.code)
         return
     symbols, refused = grant.limit(options.symbols)
-    if refused:
-        await websocket.send_text(error_frame(_forbidden(refused)))
+    if refused and not await _say(websocket, error_frame(_forbidden(refused))):
+        return
     scope = anyio.CancelScope()
     try:
         async with hub.subscribe(symbols, history=options.history, on_end=scope.cancel) as sub:
@@ -200,6 +199,21 @@ def _open(websocket: WebSocket) -> bool:
         websocket.client_state is not WebSocketState.DISCONNECTED
         and websocket.application_state is WebSocketState.CONNECTED
     )
+
+
+async def _say(websocket: WebSocket, text: str) -> bool:
+    """Send one frame before the session's writer runs (an error before closing, or before
+    subscribing); bounded like a close. False when the client is gone or stalled: the session
+    then ends quietly, without a traceback."""
+    if not _open(websocket):
+        return False
+    with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+        try:
+            await websocket.send_text(text)
+            return True
+        except (WebSocketDisconnect, OSError, RuntimeError):  # uvicorn's ClientDisconnected is an OSError
+            return False
+    return False
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
@@ -298,6 +312,10 @@ async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats,
             except TokenError as exc:
                 guard.auth_failed(exc)
                 stats.client_errors += 1
+                errors += 1  # a refused token is a bad message: no endless guessing on one socket
+                if errors > MAX_ERRORS:
+                    sub.end(CLOSE_POLICY, "too many bad messages")
+                    return
                 sub.queue(Reply(error_frame(ProtocolError(exc.code, exc.detail))))
         else:
             hub.remove_symbols(sub, cmd.symbols)

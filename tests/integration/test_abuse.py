@@ -5,8 +5,6 @@ attack; the server under attack runs in this process (uvicorn on a loopback port
 
 from __future__ import annotations
 
-import base64
-import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,14 +15,13 @@ import anyio
 import httpx
 import orjson
 import pytest
-from anyio.abc import SocketStream
 
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE
 from tests.integration.harness import Candlecast, candlecast, client, fake_broker, recv_json, synced, ws_settings
+from tests.integration.raw import PING, masked_frame, stalled_stream, upgrade
 from tests.integration.test_deploy import nginx
 from tests.integration.test_security import captured
-from tests.support import stalled_socket
 
 MIB = 1024 * 1024
 
@@ -36,39 +33,6 @@ def rss() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS in /proc/self/status")
-
-
-def masked_frame(opcode: int, payload: bytes) -> bytes:
-    """A client frame (FIN set) masked with a zero key, so the payload goes as it is."""
-    n = len(payload)
-    length = bytes([0x80 | n]) if n <= 125 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
-    return bytes([0x80 | opcode]) + length + b"\0\0\0\0" + payload
-
-
-PING = masked_frame(0x9, b"p" * 125)
-
-
-async def stalled_stream(port: int) -> SocketStream:
-    """A TCP connection to ``port`` with a tiny receive buffer (set before connecting)."""
-    sock = stalled_socket()
-    sock.setblocking(True)
-    sock.connect(("127.0.0.1", port))
-    sock.setblocking(False)
-    return await SocketStream.from_socket(sock)
-
-
-async def upgrade(stream: SocketStream, path: str = "/ws?symbols=NONE") -> None:
-    """Send a WebSocket handshake and read its 101 response, and nothing after it."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    await stream.send(
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = b""
-    with anyio.fail_after(DEADLINE):
-        while b"\r\n\r\n" not in head:
-            head += await stream.receive(1)  # byte by byte: any frame after it stays unread
-    assert head.startswith(b"HTTP/1.1 101"), head
 
 
 def paused_protocols(cc: Candlecast) -> list[Any]:

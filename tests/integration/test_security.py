@@ -8,6 +8,8 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -27,11 +29,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from candlecast.protocol import CLOSE_TOKEN_EXPIRED, CONTROL_BURST, MAX_RATE_LIMITED
+from candlecast.protocol import CLOSE_TOKEN_EXPIRED, CONTROL_BURST, MAX_ERRORS, MAX_RATE_LIMITED
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE
 from tests.integration import harness
 from tests.integration.harness import candlecast, fake_broker, recv_json, seed, synced, ws_settings
+from tests.integration.raw import PING, stalled_stream, upgrade
 from tests.support import free_port
 
 SECRET = "jwt-secret-" + "0123456789abcdef" * 3
@@ -436,3 +439,95 @@ async def test_security_headers_on_the_page_the_api_and_static_files_and_no_cors
                 assert r.headers["x-content-type-options"] == "nosniff"
                 assert r.headers["referrer-policy"] == "no-referrer"
                 assert "access-control-allow-origin" not in r.headers
+
+
+# -- the low findings: vanished clients, token guessing, lifetimes, what /static serves ----------
+
+
+async def test_a_client_that_stalls_the_servers_writes_and_hangs_up_costs_no_traceback() -> None:
+    """A client without a token fills the server's outgoing buffer (pings it never reads the
+    pongs of), so the auth-timeout error frame waits to be written; then it hangs up (a reset).
+    The session ends quietly: no "Exception in ASGI application"."""
+    settings = dataclasses.replace(SIM, tokens=("static-t0ken",), auth_timeout=0.2)
+    async with candlecast(settings, sndbuf=16384) as cc:
+        guard = cc.service.guard
+        with captured("uvicorn", "uvicorn.error", "candlecast") as records:
+            for _ in range(3):
+                refused = anyio.Event()
+                count = guard.auth_failed
+
+                def hook(exc: Any, count: Any = count, refused: anyio.Event = refused) -> None:
+                    count(exc)
+                    refused.set()  # the session writes its error frame next: it will wait
+
+                guard.auth_failed = hook  # type: ignore[method-assign]
+                attacker = await stalled_stream(cc.port)
+                await upgrade(attacker)
+                with anyio.fail_after(DEADLINE):
+                    async with anyio.create_task_group() as tg:
+
+                        async def pings(attacker: Any = attacker) -> None:
+                            for _ in range(2000):
+                                await attacker.send(PING * 64)
+
+                        tg.start_soon(pings)
+                        await refused.wait()
+                        tg.cancel_scope.cancel()
+                del guard.auth_failed
+                sock = attacker.extra(anyio.abc.SocketAttribute.raw_socket)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                await attacker.aclose()  # a reset: the peer is gone mid-write
+            async with client(cc.ws_url("token=static-t0ken")) as ws:  # still serving; the others end
+                assert "s" in await recv_json(ws)
+                with anyio.fail_after(DEADLINE):
+                    while len(cc.server.server_state.connections) > 1:  # the attackers' sessions ended
+                        await recv_json(ws)
+    loud = [r for r in records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, [r.getMessage()[:200] for r in loud]
+
+
+async def test_refused_auth_messages_count_as_bad_messages_until_the_socket_is_closed() -> None:
+    settings = dataclasses.replace(SIM, tokens=("static-t0ken",))
+    async with candlecast(settings) as cc, client(cc.ws_url("token=static-t0ken&symbols=NONE")) as ws:
+        for i in range(MAX_ERRORS + 1):
+            await ws.send(f'{{"op":"auth","token":"guess-{i}"}}')
+        code, reason, frames = await closed_with(ws)
+        assert (code, reason) == (1008, "too many bad messages")
+        assert {f.get("error") for f in frames} <= {"bad_token"}  # those written before the close
+
+
+@pytest.mark.parametrize(
+    ("claims", "accepted"),
+    [
+        ({"exp": 1e300}, False),
+        ({"exp": float("inf")}, False),
+        ({"exp": time.time() + 3 * 86_400}, False),
+        ({"iat": time.time() - 3 * 86_400, "exp": time.time() + 600}, False),
+        ({"iat": time.time() - 60, "exp": time.time() + 3600}, True),
+    ],
+    ids=["1e300", "infinity", "three-days-left", "issued-three-days-ago", "an-hour"],
+)
+async def test_token_lifetimes_are_capped(claims: dict[str, Any], accepted: bool) -> None:
+    """--jwt-max-lifetime (here a day): exp - now and exp - iat above it are refused."""
+    token = mint(**claims)
+    async with candlecast(dataclasses.replace(SIM, jwt_max_lifetime=86_400)) as cc:
+        async with httpx.AsyncClient(base_url=cc.url) as http:
+            answer = await http.get("/api/symbols", headers={"authorization": f"Bearer {token}"})
+        if accepted:
+            assert answer.status_code == 200
+        else:
+            assert answer.status_code == 401 and answer.json()["error"] == "token_lifetime", answer.text
+
+
+async def test_static_serves_only_the_pages_own_files() -> None:
+    async with candlecast(Settings(rate=5, symbols=("AAA",))) as cc, httpx.AsyncClient(base_url=cc.url) as http:
+        for path in ("/static/app.js", "/static/style.css", "/static/index.html"):
+            assert (await http.get(path)).status_code == 200, path
+        for path in (
+            "/static/vendor/package-lock.sha256",
+            "/static/vendor/lightweight-charts.mjs",
+            "/static/vendor/",
+            "/static/__init__.py",
+            "/static/",
+        ):
+            assert (await http.get(path)).status_code == 404, path
