@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.intervals                 # 200 clients, 20,000 candles, 3 runs
 
 Two runs of the same feed (1 m base bars of 8 symbols, several updates per bar) through a real
-:class:`~candlecast.hub.Hub` with real subscribers drained by their ``next_batch()``:
+:class:`~candlecast.fanout.hub.Hub` with real subscribers drained by their ``next_batch()``:
 
 * ``single``: the base interval only; every client follows all 8 symbols;
 * ``six``: 1m,5m,15m,1h,4h,1d; the clients are spread over the six intervals (each follows all
@@ -21,10 +21,10 @@ import statistics
 import time
 from contextlib import AsyncExitStack
 
-from candlecast.candles import Candle
-from candlecast.hub import Hub, Subscriber
-from candlecast.intervals import IntervalSet, parse_interval
-from candlecast.stats import Stats
+from candlecast.fanout.hub import Hub, Subscriber
+from candlecast.fanout.stats import Stats
+from candlecast.model.candle import Candle
+from candlecast.model.intervals import IntervalSet, parse_interval
 
 SYMBOLS = [f"SYM{i}" for i in range(8)]
 T0 = 1_699_999_200_000

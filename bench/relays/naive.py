@@ -20,7 +20,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.sync.client import connect
 
-from candlecast.candles import encode, parse, parse_seed
+from candlecast.model.candle import encode, parse, parse_seed
 
 q: queue.Queue[str] = queue.Queue()
 

@@ -15,7 +15,7 @@ import asyncio
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from candlecast.candles import encode, parse, parse_seed
+from candlecast.model.candle import encode, parse, parse_seed
 
 clients: set[ServerConnection] = set()
 

@@ -22,7 +22,7 @@ GC_THRESHOLDS = (2000, 20, 100)  # CPython's defaults: (700, 10, 10); see tune_g
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["record"]:
-        from .sources import record
+        from .upstream import record
 
         return record.main(args[1:])
     try:
@@ -35,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a candle can wait that long for the loop to be scheduled. 0.5 ms trades a little
     # switching overhead for much lower delivery latency (see bench/README.md).
     sys.setswitchinterval(SWITCH_INTERVAL)
-    from .app import Service
-    from .server import Server, config
+    from .server.runner import Server, config
+    from .web.app import Service
 
     service = Service(settings)
     server = Server(config(service.asgi, settings, guard=service.guard), drain=service.drain)

@@ -2,7 +2,7 @@
 thread with its history over REST (``all``), that source published to Redis (``ingest``), or
 candles read from Redis (``edge``).
 
-Start-up only. Kept apart from :mod:`candlecast.feed` (the feed protocol and the source feed),
+Start-up only. Kept apart from :mod:`candlecast.feed.source` (the feed protocol and the source feed),
 which the backplane's feeds build on: this module sits above both.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .feed import Feed, SourceFeed
+from .feed.source import Feed, SourceFeed
 
 if TYPE_CHECKING:
-    from .history import Historian
+    from .history.client import Historian
     from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def for_settings(settings: Settings) -> Feed:
 def source_feed(settings: Settings) -> SourceFeed:
     """The upstream source ``settings`` select, in a producer thread (not started), with its
     history over REST when the format has a history half."""
-    from . import sources
+    from . import upstream as sources
 
     return SourceFeed(
         sources.build(settings),
@@ -55,9 +55,9 @@ def historian_for(settings: Settings) -> Historian | None:
     history half and names its streams in the upstream URL or the subscribe message."""
     if settings.source != "ws" or settings.upstream is None:
         return None
-    from .formats import history
-    from .history import Historian, RestClient
-    from .rest import subscribe_message
+    from .formats.registry import history
+    from .formats.rest import subscribe_message
+    from .history.client import Historian, RestClient
     from .settings import interval_set
 
     half = history(settings.format)  # Settings checked that it resolves

@@ -1,8 +1,8 @@
 """The Prometheus exposition: ``/metrics``.
 
 Event-loop thread. :class:`Collector` reads, at scrape time, the serving counters
-(:class:`~candlecast.stats.Stats`), the hub's gauges, and whatever the feed reports about itself
-(a callable, :meth:`candlecast.feed.Feed.metrics` in practice); nothing is copied on the hot
+(:class:`~candlecast.fanout.stats.Stats`), the hub's gauges, and whatever the feed reports about itself
+(a callable, :meth:`candlecast.feed.source.Feed.metrics` in practice); nothing is copied on the hot
 path. Owns nothing to close.
 """
 
@@ -18,8 +18,8 @@ from prometheus_client.registry import Collector as _Collector
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from .hub import Hub
-    from .stats import Stats
+    from .fanout.hub import Hub
+    from .fanout.stats import Stats
 
 __all__ = ["CONTENT_TYPE_LATEST", "Collector", "counter", "gauge", "make_registry", "render"]
 

@@ -4,7 +4,7 @@
 metrics registry -- starts the feed and the pump (feed -> hub) in its task group, and on exit
 tears them down in order: the hub ends every client with 1001 (so sessions close first), then
 the feed stops (its producer thread and bridge), which ends the pump. Each step is idempotent,
-so an earlier drain (:meth:`candlecast.app.Service.drain`) makes the hub's a no-op.
+so an earlier drain (:meth:`candlecast.web.app.Service.drain`) makes the hub's a no-op.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import anyio
 from prometheus_client import CollectorRegistry
 
-from .feed import Feed, FeedFactory, pump
-from .hub import Hub
+from .fanout.hub import Hub
+from .fanout.stats import Stats
+from .feed.source import Feed, FeedFactory, pump
 from .metrics import Collector, make_registry
 from .settings import Settings, interval_set
-from .stats import Stats
 
 log = logging.getLogger(__name__)
 

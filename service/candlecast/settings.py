@@ -17,11 +17,11 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from . import formats
-from .intervals import IntervalError, IntervalSet, parse_interval
-from .intervals import from_ms as interval_from_ms
-from .rules import is_symbol, parse_bool
-from .tokens import KEY_ALGORITHMS, MIN_SECRET_BYTES, SECRET_ALGORITHMS, TokenError, load_public_key
+from .access.tokens import KEY_ALGORITHMS, MIN_SECRET_BYTES, SECRET_ALGORITHMS, TokenError, load_public_key
+from .formats import registry as formats
+from .model.intervals import IntervalError, IntervalSet, parse_interval
+from .model.intervals import from_ms as interval_from_ms
+from .model.rules import is_symbol, parse_bool
 
 Source = Literal["sim", "ws", "replay"]
 SOURCES: Final = ("sim", "ws", "replay")

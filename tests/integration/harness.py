@@ -19,9 +19,9 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from candlecast.app import Service
-from candlecast.server import Server, config
+from candlecast.server.runner import Server, config
 from candlecast.settings import Settings
+from candlecast.web.app import Service
 from tests.conftest import DEADLINE
 
 

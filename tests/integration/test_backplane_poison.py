@@ -22,8 +22,8 @@ from websockets.asyncio.client import ClientConnection
 from candlecast.backplane.codec import Keys
 from candlecast.backplane.edge import RESYNC_EVERY
 from candlecast.backplane.scripts import PUBLISH
-from candlecast.candles import Candle, encode
-from candlecast.hub import Hub
+from candlecast.fanout.hub import Hub
+from candlecast.model.candle import Candle, encode
 from tests.conftest import DEADLINE
 from tests.integration.harness import Candlecast, candlecast, client, fake_broker, seed, synced
 from tests.integration.scale import redis_server, role_settings

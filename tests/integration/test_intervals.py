@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import orjson
 
-from candlecast.candles import Candle
-from candlecast.intervals import fold, parse_interval
+from candlecast.model.candle import Candle
+from candlecast.model.intervals import fold, parse_interval
 from tests.integration.harness import candlecast, client, fake_broker, recv_json, synced, ws_settings
 
 MIN = 60_000

@@ -265,10 +265,10 @@ async def test_sigterm_exits_0_within_5s_with_clients_and_a_silent_broker() -> N
 
 async def test_websocket_source_stops_within_1s_even_if_the_broker_is_silent() -> None:
     """The producer thread blocked in recv() on a broker that says nothing ends at once."""
-    from candlecast.bridge import Bridge, ProducerThread
-    from candlecast.candles import FORMATS, Candle
-    from candlecast.sources.base import Normalizer
-    from candlecast.sources.websocket import WebSocketSource
+    from candlecast.model.candle import FORMATS, Candle
+    from candlecast.upstream.bridge import Bridge, ProducerThread
+    from candlecast.upstream.source import Normalizer
+    from candlecast.upstream.websocket import WebSocketSource
 
     async with fake_broker() as broker:
         bridge: Bridge[Candle] = Bridge(maxsize=8)

@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from candlecast.protocol import CLOSE_TOKEN_EXPIRED, CONTROL_BURST, MAX_ERRORS, MAX_RATE_LIMITED
 from candlecast.settings import Settings
+from candlecast.wire.protocol import CLOSE_TOKEN_EXPIRED, CONTROL_BURST, MAX_ERRORS, MAX_RATE_LIMITED
 from tests.conftest import DEADLINE
 from tests.integration import harness
 from tests.integration.harness import candlecast, fake_broker, recv_json, seed, synced, ws_settings

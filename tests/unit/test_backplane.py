@@ -25,9 +25,9 @@ from candlecast.backplane.codec import (
 )
 from candlecast.backplane.lease import holder
 from candlecast.backplane.pace import Pace, Quiet
-from candlecast.candles import Candle, encode
-from candlecast.hub import Hub
-from candlecast.stats import Stats
+from candlecast.fanout.hub import Hub
+from candlecast.fanout.stats import Stats
+from candlecast.model.candle import Candle, encode
 from tests.conftest import DEADLINE
 
 # -- ids and entries ---------------------------------------------------------------------------

@@ -7,9 +7,9 @@ import threading
 import anyio
 import pytest
 
-from candlecast.bridge import Bridge, BridgeClosed, ProducerThread
-from candlecast.candles import Candle
-from candlecast.sources.base import Emit, Upstream
+from candlecast.model.candle import Candle
+from candlecast.upstream.bridge import Bridge, BridgeClosed, ProducerThread
+from candlecast.upstream.source import Emit, Upstream
 
 
 def producer(bridge: Bridge[int], items: range) -> threading.Thread:

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 import pytest
 
-from candlecast.brokers import EXAMPLES, parse_bybit, parse_kraken, parse_okx, rfc3339_ms
-from candlecast.candles import Candle, MalformedMessage
+from candlecast.formats.brokers import EXAMPLES, parse_bybit, parse_kraken, parse_okx, rfc3339_ms
+from candlecast.model.candle import Candle, MalformedMessage
 
 # -- Bybit ---------------------------------------------------------------------------------------
 

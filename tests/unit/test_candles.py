@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from candlecast.candles import (
+from candlecast.model.candle import (
     MAX_MESSAGE_BYTES,
     Candle,
     MalformedMessage,

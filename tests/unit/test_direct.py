@@ -20,10 +20,10 @@ from websockets.http11 import Response
 from websockets.protocol import Protocol, Side, State
 from websockets.uri import parse_uri
 
-from candlecast.frames import text_frame
-from candlecast.guard import Guard
-from candlecast.protocols import DIRECT, DirectChannel, Flag, Inbox, websocket_protocol
+from candlecast.access.guard import Guard
+from candlecast.server.protocols import DIRECT, DirectChannel, Flag, Inbox, websocket_protocol
 from candlecast.settings import Settings
+from candlecast.wire.frames import text_frame
 from tests.conftest import DEADLINE
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from candlecast import formats
-from candlecast.brokers import parse_okx
-from candlecast.candles import Candle, parse_binance
-from candlecast.formats import ENTRY_POINT_GROUP, FormatError, resolve
+from candlecast.formats.brokers import parse_okx
+from candlecast.formats.registry import ENTRY_POINT_GROUP, FormatError, resolve
+from candlecast.model.candle import Candle, parse_binance
 from candlecast.settings import Settings, SettingsError, load
-from candlecast.sources.base import Normalizer
+from candlecast.upstream.source import Normalizer
 from tests import example_format
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,9 +9,9 @@ import orjson
 import pytest
 from anyio.lowlevel import checkpoint
 
-from candlecast.candles import Candle, encode
-from candlecast.hub import Hub, HubClosed, HubFull, Reply, Subscriber, SubscriptionState
-from candlecast.stats import Stats
+from candlecast.fanout.hub import Hub, HubClosed, HubFull, Reply, Subscriber, SubscriptionState
+from candlecast.fanout.stats import Stats
+from candlecast.model.candle import Candle, encode
 from tests.conftest import DEADLINE
 
 

@@ -8,11 +8,11 @@ from typing import Any
 import anyio
 import orjson
 
-from candlecast.candles import Candle
-from candlecast.feed import History, pump
-from candlecast.hub import Hub
-from candlecast.intervals import IntervalSet, parse_interval
-from candlecast.stats import Stats
+from candlecast.fanout.hub import Hub
+from candlecast.fanout.stats import Stats
+from candlecast.feed.source import History, pump
+from candlecast.model.candle import Candle
+from candlecast.model.intervals import IntervalSet, parse_interval
 from tests.conftest import DEADLINE
 from tests.unit.test_hub import drain
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candlecast.candles import Candle
-from candlecast.intervals import Aggregator, Interval, IntervalError, fold, parse_interval
+from candlecast.model.candle import Candle
+from candlecast.model.intervals import Aggregator, Interval, IntervalError, fold, parse_interval
 
 MIN = 60_000
 DAY = 86_400_000

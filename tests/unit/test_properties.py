@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 from candlecast import formats
 from candlecast import settings as settings_mod
-from candlecast.candles import Candle, MalformedMessage, parse
-from candlecast.logs import redact
-from candlecast.protocol import Command, Options, ProtocolError, parse_command, parse_query
-from candlecast.rules import parse_bool
+from candlecast.access.tokens import Grant, TokenError, Verifier
+from candlecast.model.candle import Candle, MalformedMessage, parse
+from candlecast.model.rules import parse_bool
+from candlecast.server.logs import redact
 from candlecast.settings import Settings, SettingsError, interval_set
-from candlecast.tokens import Grant, TokenError, Verifier
+from candlecast.wire.protocol import Command, Options, ProtocolError, parse_command, parse_query
 
 SECRET = "k" * 40
 NOW = 1_700_000_000.0

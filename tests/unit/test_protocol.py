@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from candlecast.protocol import (
+from candlecast.wire.protocol import (
     MAX_COMMAND_BYTES,
     Command,
     Options,

@@ -1,4 +1,4 @@
-"""The history halves of the built-in formats (candlecast.rest): streams read from the upstream
+"""The history halves of the built-in formats (candlecast.formats.rest): streams read from the upstream
 URL and subscribe message, the REST requests built, and the documented sample answers parsed.
 
 Each sample answer is the one the exchange's API documentation shows:
@@ -16,10 +16,7 @@ from __future__ import annotations
 import pytest
 
 from candlecast import formats
-from candlecast.candles import Candle, MalformedMessage
-from candlecast.history import retry_after
-from candlecast.intervals import parse_interval
-from candlecast.rest import (
+from candlecast.formats.rest import (
     HISTORY,
     BinanceHistory,
     BybitHistory,
@@ -31,6 +28,9 @@ from candlecast.rest import (
     check_page,
     subscribe_message,
 )
+from candlecast.history.client import retry_after
+from candlecast.model.candle import Candle, MalformedMessage
+from candlecast.model.intervals import parse_interval
 
 M1 = parse_interval("1m")
 H1 = parse_interval("1h")

@@ -7,10 +7,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from candlecast.candles import MalformedMessage, make_candle
-from candlecast.protocol import ProtocolError, parse_command, parse_query
-from candlecast.rules import EPOCH_MS_ABOVE, epoch_seconds, is_symbol, parse_bool
+from candlecast.model.candle import MalformedMessage, make_candle
+from candlecast.model.rules import EPOCH_MS_ABOVE, epoch_seconds, is_symbol, parse_bool
 from candlecast.settings import Settings, SettingsError
+from candlecast.wire.protocol import ProtocolError, parse_command, parse_query
 
 SYMBOLS = [
     ("BTCUSD", True),

@@ -10,11 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from candlecast.candles import FORMATS, Candle, encode
-from candlecast.sources.base import Normalizer, backoff
-from candlecast.sources.record import record_line
-from candlecast.sources.replay import ReplaySource
-from candlecast.sources.sim import SimSource, Simulator
+from candlecast.model.candle import FORMATS, Candle, encode
+from candlecast.upstream.record import record_line
+from candlecast.upstream.replay import ReplaySource
+from candlecast.upstream.sim import SimSource, Simulator
+from candlecast.upstream.source import Normalizer, backoff
 
 
 def test_simulator_is_deterministic_for_a_seed() -> None:

@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from candlecast.limits import PerAddress, Throttle, TokenBucket
-from candlecast.logs import redact
-from candlecast.tokens import EVERYTHING, Grant, TokenError, Verifier, load_public_key
+from candlecast.access.limits import PerAddress, Throttle, TokenBucket
+from candlecast.access.tokens import EVERYTHING, Grant, TokenError, Verifier, load_public_key
+from candlecast.server.logs import redact
 
 SECRET = "s" * 40
 NOW = 1_700_000_000.0

@@ -6,7 +6,7 @@ Nothing here awaits, reads the clock or touches a socket (times are passed in). 
 
 Whatever an edge or an ingest reads from Redis is untrusted input, checked as strictly as a
 broker's: an entry's candle goes through the ``candle`` format's rules
-(:func:`candlecast.candles.parse_candle`: symbol, finite numbers, ``l <= min(o, c) <= max(o, c)
+(:func:`candlecast.model.candle.parse_candle`: symbol, finite numbers, ``l <= min(o, c) <= max(o, c)
 <= h``) plus a valid interval name, and anything else is a :class:`BadEntry` with a ``reason``
 from :data:`BAD_REASONS` that metrics count by.
 
@@ -26,8 +26,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from ..candles import REASONS, Candle, MalformedMessage, decode, parse_candle
-from ..intervals import IntervalError, parse_interval
+from ..model.candle import REASONS, Candle, MalformedMessage, decode, parse_candle
+from ..model.intervals import IntervalError, parse_interval
 
 #: Fields of a stream entry: the candle's JSON (the client frame) and the publish time (epoch µs).
 CANDLE: Final = b"c"
@@ -35,7 +35,7 @@ PUBLISHED: Final = b"p"
 
 
 #: Why an entry (or a snapshot's bar, or a reply) was refused: the candle rules' reasons
-#: (:data:`candlecast.candles.REASONS`, less the two only a broker connection has), and
+#: (:data:`candlecast.model.candle.REASONS`, less the two only a broker connection has), and
 #: ``fields`` (an entry lacks ``c`` or ``p``), ``interval`` (a bad ``i``), ``id``, ``meta`` and
 #: ``snapshot`` (replies), ``foreign`` (an entry beyond the stream's top: not the ingest's).
 BAD_REASONS: Final = (
@@ -110,7 +110,7 @@ def parse_id(raw: bytes | str) -> tuple[int, int]:
 
 def candle_from_json(raw: bytes | str) -> Candle:
     """The candle of an entry's JSON, validated by the ``candle`` format's rules (what the ingest
-    writes with :func:`candlecast.candles.encode` passes them, and encodes again to the same
+    writes with :func:`candlecast.model.candle.encode` passes them, and encodes again to the same
     bytes); ``i``, when present, must name an interval. Raises :class:`BadEntry`."""
     try:
         msg = decode(raw)

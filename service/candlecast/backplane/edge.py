@@ -1,10 +1,10 @@
 """The edge's feed: candles from the Redis Stream into this process's hub (``--role edge``).
 
-:class:`EdgeFeed` is a :class:`~candlecast.feed.Feed` with no upstream. Its :meth:`batches`
+:class:`EdgeFeed` is a :class:`~candlecast.feed.source.Feed` with no upstream. Its :meth:`batches`
 generator does the reading itself, in the pump's task (no thread, no extra task):
 
 1. **Snapshot.** The SNAPSHOT script reads every symbol's bars and the position ``(epoch, seq)``
-   they belong to in one atomic step; they go to the hub as a :class:`~candlecast.feed.Resync`
+   they belong to in one atomic step; they go to the hub as a :class:`~candlecast.feed.source.Resync`
    batch (the first one just fills it).
 2. **Live.** Blocking ``XREAD`` from the last delivered id ``<epoch>-<seq>``, at most ``limit``
    entries per call and one pump step per reply. Each entry is judged by the ingest's sequence
@@ -36,9 +36,9 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from ..feed import Ingest, Readiness, Resync
+from ..fanout.stats import Histogram
+from ..feed.source import Ingest, Readiness, Resync
 from ..metrics import counter, gauge
-from ..stats import Histogram
 from .codec import (
     BAD_REASONS,
     BadEntry,

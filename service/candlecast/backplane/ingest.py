@@ -1,6 +1,6 @@
 """The ingest's feed: the upstream source published to the Redis Stream (``--role ingest``).
 
-:class:`IngestFeed` is a :class:`~candlecast.feed.Feed` whose :meth:`run` does the work in the
+:class:`IngestFeed` is a :class:`~candlecast.feed.source.Feed` whose :meth:`run` does the work in the
 runtime's task group; it yields nothing to the local hub (an ingest serves no client).
 
 - **Lease.** Only the lease holder (:mod:`candlecast.backplane.lease`) runs the source, i.e.
@@ -30,7 +30,7 @@ runtime's task group; it yields nothing to the local hub (an ingest serves no cl
   see one gap and re-snapshot. When no id above fits, it stays not ready and retries every
   ``--reconnect-max`` (deleting the stream key recovers it).
 
-Event loop only (the source's producer thread is the :class:`~candlecast.feed.SourceFeed`'s).
+Event loop only (the source's producer thread is the :class:`~candlecast.feed.source.SourceFeed`'s).
 :meth:`stop` cancels :meth:`run`, which stops the source and closes the Redis client; idempotent.
 """
 
@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from ..candles import Candle, encode
-from ..feed import Ingest, Readiness, SourceFeed
-from ..intervals import Aggregator
+from ..feed.source import Ingest, Readiness, SourceFeed
 from ..metrics import counter, gauge
+from ..model.candle import Candle, encode
+from ..model.intervals import Aggregator
 from .codec import BadEntry, Bars, Keys, candle_from_json, entry_id, id_above, parse_id, parse_snapshot, stream_of
 from .lease import Lease
 from .link import DOWN, Link

@@ -1,0 +1,131 @@
+"""What every upstream source shares: the :class:`Source` protocol, upstream state, the
+normalizer that turns raw messages into candles, and the reconnect backoff.
+
+Sources run in the producer thread. :class:`Upstream` and :class:`Normalizer` are written by
+that thread only and read by the event loop (``/readyz``, ``/metrics``); each field is a single
+attribute or dict-item store, atomic under the GIL, so readers see a consistent-enough value.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from ..model.candle import REASONS, Candle, Format, MalformedMessage, decode
+
+log = logging.getLogger("candlecast.upstream")
+
+Emit = Callable[[Candle], None]
+
+
+class Source(Protocol):
+    """An upstream feed, run as a thread target.
+
+    ``run`` blocks until ``stop`` is set (or the feed ends by itself), calling ``emit`` for
+    every candle; ``emit`` may block (a full bridge) and raises once the bridge is closed,
+    which a source lets propagate. ``wake`` is called from another thread after ``stop`` is
+    set, to interrupt blocking I/O; it must be safe to call at any time.
+
+    ``upstream`` and ``malformed`` are what ``/readyz`` and ``/metrics`` read (from the loop).
+    """
+
+    @property
+    def upstream(self) -> Upstream: ...
+
+    @property
+    def malformed(self) -> Mapping[str, int]:
+        """Malformed upstream messages skipped so far, by reason."""
+        ...
+
+    def run(self, emit: Emit, stop: threading.Event) -> None: ...
+
+    def wake(self) -> None: ...
+
+
+class Upstream:
+    """Connection state of the upstream, for ``/readyz`` and ``/metrics``."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.connects = 0
+        self.reconnects = 0
+        self.messages = 0
+        self.last_message: float | None = None  # time.monotonic() of the last message
+        self.finished = False  # a finite source (replay) has no more data
+
+    def message_age(self, now: float) -> float | None:
+        return None if self.last_message is None else now - self.last_message
+
+
+class Normalizer:
+    """Raw upstream message -> the candles it carries (often one, none for an ack or a
+    heartbeat, several where the broker batches them), never raising.
+
+    Malformed messages are counted per reason, logged at most once per second per reason
+    (with how many were suppressed), and skipped. The format may be a plug-in: one that raises
+    anything but :class:`MalformedMessage`, or returns anything but a list or tuple of
+    :class:`Candle`, has that message counted under ``format`` and skipped; the feed goes on.
+    """
+
+    def __init__(self, fmt: Format, *, clock: Callable[[], float] = time.monotonic, log_interval: float = 1.0) -> None:
+        self._fmt = fmt
+        self._clock = clock
+        self._log_interval = log_interval
+        self.malformed: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self._last_logged: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, raw: bytes | str) -> Sequence[Candle]:
+        try:
+            msg = decode(raw)
+        except MalformedMessage as exc:
+            self.reject(exc, raw)
+            return ()
+        return self.feed(msg, raw)
+
+    def feed(self, msg: object, raw: object = None) -> Sequence[Candle]:
+        """Like calling it, for a message already decoded from JSON (replay records)."""
+        try:
+            candles = self._fmt(msg)
+        except MalformedMessage as exc:
+            self.reject(exc, msg if raw is None else raw)
+            return ()
+        except Exception as exc:  # a plug-in's bug must not end the feed: counted, logged, skipped
+            failed = MalformedMessage("format", f"{_name(self._fmt)} raised {type(exc).__name__}: {exc}")
+            self.reject(failed, msg if raw is None else raw)
+            return ()
+        if type(candles) is list or type(candles) is tuple:
+            if all(type(c) is Candle for c in candles):
+                return candles
+        wrong = MalformedMessage(
+            "format", f"{_name(self._fmt)} returned {type(candles).__name__}, not a list of candles"
+        )
+        self.reject(wrong, msg if raw is None else raw)
+        return ()
+
+    def reject(self, exc: MalformedMessage, raw: object) -> None:
+        reason = exc.reason
+        self.malformed[reason] = self.malformed.get(reason, 0) + 1
+        now = self._clock()
+        last = self._last_logged.get(reason)
+        if last is not None and now - last < self._log_interval:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return
+        self._last_logged[reason] = now
+        suppressed = self._suppressed.pop(reason, 0)
+        more = f" ({suppressed} more since the last report)" if suppressed else ""
+        log.warning("skipped malformed upstream message: %s%s; message starts %r", exc, more, str(raw)[:120])
+
+
+def _name(fmt: Format) -> str:
+    return f"{getattr(fmt, '__module__', '?')}.{getattr(fmt, '__qualname__', type(fmt).__name__)}"
+
+
+def backoff(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:
+    """Capped exponential backoff with jitter: uniform in [d/2, d], d = min(max, initial * 2**n)."""
+    delay = min(maximum, initial * (2 ** min(attempt, 32)))
+    return rng.uniform(delay / 2, delay)
