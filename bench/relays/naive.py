@@ -20,7 +20,8 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.sync.client import connect
 
-from candlecast.model.candle import encode, parse, parse_seed
+from candlecast.formats.seed import parse_seed
+from candlecast.model.candle import encode, parse
 
 q: queue.Queue[str] = queue.Queue()
 

@@ -15,7 +15,8 @@ import asyncio
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from candlecast.model.candle import encode, parse, parse_seed
+from candlecast.formats.seed import parse_seed
+from candlecast.model.candle import encode, parse
 
 clients: set[ServerConnection] = set()
 

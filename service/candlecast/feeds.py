@@ -55,8 +55,8 @@ def historian_for(settings: Settings) -> Historian | None:
     history half and names its streams in the upstream URL or the subscribe message."""
     if settings.source != "ws" or settings.upstream is None:
         return None
+    from .formats.contract import subscribe_message
     from .formats.registry import history
-    from .formats.rest import subscribe_message
     from .history.client import Historian, RestClient
     from .settings import interval_set
 

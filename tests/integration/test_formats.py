@@ -14,7 +14,7 @@ import anyio
 import orjson
 import pytest
 
-from candlecast.formats.brokers import EXAMPLES
+from candlecast.formats.registry import EXAMPLES
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE
 from tests.integration.harness import FakeBroker, candlecast, client, fake_broker, recv_json, synced, ws_settings

@@ -265,7 +265,8 @@ async def test_sigterm_exits_0_within_5s_with_clients_and_a_silent_broker() -> N
 
 async def test_websocket_source_stops_within_1s_even_if_the_broker_is_silent() -> None:
     """The producer thread blocked in recv() on a broker that says nothing ends at once."""
-    from candlecast.model.candle import FORMATS, Candle
+    from candlecast.formats.registry import BUILTIN as FORMATS
+    from candlecast.model.candle import Candle
     from candlecast.upstream.bridge import Bridge, ProducerThread
     from candlecast.upstream.source import Normalizer
     from candlecast.upstream.websocket import WebSocketSource

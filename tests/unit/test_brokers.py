@@ -18,7 +18,11 @@ from typing import Any
 import orjson
 import pytest
 
-from candlecast.formats.brokers import EXAMPLES, parse_bybit, parse_kraken, parse_okx, rfc3339_ms
+from candlecast.formats.bybit import parse_bybit
+from candlecast.formats.kraken import parse_kraken
+from candlecast.formats.okx import parse_okx
+from candlecast.formats.registry import EXAMPLES
+from candlecast.formats.shapes import rfc3339_ms
 from candlecast.model.candle import Candle, MalformedMessage
 
 # -- Bybit ---------------------------------------------------------------------------------------

@@ -8,15 +8,15 @@ from typing import Any
 import orjson
 import pytest
 
+from candlecast.formats.binance import parse_binance
+from candlecast.formats.candle import parse_candle
+from candlecast.formats.seed import parse_seed
 from candlecast.model.candle import (
     MAX_MESSAGE_BYTES,
     Candle,
     MalformedMessage,
     encode,
     parse,
-    parse_binance,
-    parse_candle,
-    parse_seed,
 )
 
 # Binance's documented example, with one change: its "o" of 0.0010 lies below its low of 0.0015

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from candlecast import formats
-from candlecast.formats.brokers import parse_okx
+from candlecast.formats.binance import parse_binance
+from candlecast.formats.okx import parse_okx
 from candlecast.formats.registry import ENTRY_POINT_GROUP, FormatError, resolve
-from candlecast.model.candle import Candle, parse_binance
+from candlecast.model.candle import Candle
 from candlecast.settings import Settings, SettingsError, load
 from candlecast.upstream.source import Normalizer
 from tests import example_format

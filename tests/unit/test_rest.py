@@ -1,4 +1,4 @@
-"""The history halves of the built-in formats (candlecast.formats.rest): streams read from the upstream
+"""The history halves of the built-in formats (candlecast.formats.<broker>): streams read from the upstream
 URL and subscribe message, the REST requests built, and the documented sample answers parsed.
 
 Each sample answer is the one the exchange's API documentation shows:
@@ -16,19 +16,14 @@ from __future__ import annotations
 import pytest
 
 from candlecast import formats
-from candlecast.formats.rest import (
-    HISTORY,
-    BinanceHistory,
-    BybitHistory,
-    HistoryFormat,
-    KrakenHistory,
-    OkxHistory,
-    Request,
-    Wanted,
-    check_page,
-    subscribe_message,
-)
+from candlecast.formats.binance import BinanceHistory
+from candlecast.formats.bybit import BybitHistory
+from candlecast.formats.contract import HistoryFormat, Request, Wanted, subscribe_message
+from candlecast.formats.kraken import KrakenHistory
+from candlecast.formats.okx import OkxHistory
+from candlecast.formats.registry import HISTORY
 from candlecast.history.client import retry_after
+from candlecast.history.pages import check_page
 from candlecast.model.candle import Candle, MalformedMessage
 from candlecast.model.intervals import parse_interval
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from candlecast.model.candle import FORMATS, Candle, encode
+from candlecast.formats.registry import BUILTIN as FORMATS
+from candlecast.model.candle import Candle, encode
 from candlecast.upstream.record import record_line
 from candlecast.upstream.replay import ReplaySource
 from candlecast.upstream.sim import SimSource, Simulator

@@ -26,7 +26,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from ..model.candle import REASONS, Candle, MalformedMessage, decode, parse_candle
+from ..formats.candle import parse_candle
+from ..model.candle import REASONS, Candle, MalformedMessage, decode
 from ..model.intervals import IntervalError, parse_interval
 
 #: Fields of a stream entry: the candle's JSON (the client frame) and the publish time (epoch µs).

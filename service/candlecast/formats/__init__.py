@@ -10,12 +10,15 @@ history half (:class:`HistoryFormat`). :func:`resolve` turns a ``--format`` name
 from __future__ import annotations
 
 from ..model.candle import REASONS, Candle, Format, MalformedMessage, make_candle
-from .registry import BUILTIN, ENTRY_POINT_GROUP, FormatError, builtin_name, history, resolve
-from .rest import HistoryFormat, Request, Wanted
+from .contract import HistoryFormat, Request, Wanted, rest_bar, subscribe_message
+from .registry import BUILTIN, ENTRY_POINT_GROUP, EXAMPLES, HISTORY, FormatError, builtin_name, history, resolve
+from .shapes import epoch_ms, json_list, json_object
 
 __all__ = [
     "BUILTIN",
     "ENTRY_POINT_GROUP",
+    "EXAMPLES",
+    "HISTORY",
     "REASONS",
     "Candle",
     "Format",
@@ -25,7 +28,12 @@ __all__ = [
     "Request",
     "Wanted",
     "builtin_name",
+    "epoch_ms",
     "history",
+    "json_list",
+    "json_object",
     "make_candle",
     "resolve",
+    "rest_bar",
+    "subscribe_message",
 ]

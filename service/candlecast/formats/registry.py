@@ -8,7 +8,7 @@ group :data:`ENTRY_POINT_GROUP` by an installed distribution; an import string
 or an import that fails, raises :class:`FormatError` with one line that says why. The settings,
 ``candlecast record`` and the sources all resolve through here, so they accept the same names.
 
-A format may also have a *history half* (:class:`~candlecast.formats.rest.HistoryFormat`: REST requests
+A format may also have a *history half* (:class:`~candlecast.formats.contract.HistoryFormat`: REST requests
 for past bars and their answers as candles); :func:`history` finds it: the built-in one for a
 built-in name, else the ``history`` attribute of the plug-in's callable, if it has one.
 
@@ -23,16 +23,38 @@ import re
 from importlib.metadata import entry_points
 from typing import Final, cast
 
-from ..model import candle as candles
 from ..model.candle import Format
-from . import brokers, rest
+from . import binance, bybit, candle, kraken, okx, seed
+from .contract import HistoryFormat
 
 #: Entry-point group other distributions register formats under, e.g. in their pyproject.toml:
 #: ``[project.entry-points."candlecast.formats"]`` ``mybroker = "mybroker.candles:parse"``.
 ENTRY_POINT_GROUP: Final = "candlecast.formats"
 
 #: Every built-in format, by name. A plug-in cannot take one of these names.
-BUILTIN: Final[dict[str, Format]] = {**candles.FORMATS, **brokers.FORMATS}
+BUILTIN: Final[dict[str, Format]] = {
+    "seed": seed.parse_seed,
+    "binance": binance.parse_binance,
+    "candle": candle.parse_candle,
+    "bybit": bybit.parse_bybit,
+    "okx": okx.parse_okx,
+    "kraken": kraken.parse_kraken,
+}
+#: The built-in formats' history halves, by format name.
+HISTORY: Final[dict[str, HistoryFormat]] = {
+    "binance": binance.BinanceHistory(),
+    "bybit": bybit.BybitHistory(),
+    "okx": okx.OkxHistory(),
+    "kraken": kraken.KrakenHistory(),
+}
+#: Per broker format: a public endpoint and the subscribe message to send there (the README
+#: shows the same, as ``CANDLECAST_*`` settings).
+EXAMPLES: Final[dict[str, tuple[str, str]]] = {
+    "binance": binance.EXAMPLE,
+    "bybit": bybit.EXAMPLE,
+    "okx": okx.EXAMPLE,
+    "kraken": kraken.EXAMPLE,
+}
 
 _DOTTED: Final = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
@@ -76,17 +98,17 @@ def resolve(name: str) -> Format:
     return _callable(loaded, f"format {name!r} (entry point {ep.value})")
 
 
-def history(name: str) -> rest.HistoryFormat | None:
+def history(name: str) -> HistoryFormat | None:
     """The history half of the format ``name`` names, or ``None`` when it has none (it then
     starts with no history, as a stream-only format always did); raises :class:`FormatError`
     like :func:`resolve`, and when a plug-in's ``history`` attribute is not a history half."""
     key = builtin_name(name)
     if key is not None:
-        return rest.HISTORY.get(key)
+        return HISTORY.get(key)
     half = getattr(resolve(name), "history", None)
     if half is None:
         return None
-    if not isinstance(half, rest.HistoryFormat):
+    if not isinstance(half, HistoryFormat):
         raise FormatError(
             f"format {name.strip()!r}: its history attribute is a {type(half).__name__}, not a history half "
             "(base_url, max_limit, streams, serves, request, parse, pause: see docs/formats.md)"

@@ -35,9 +35,10 @@ import anyio
 import httpx
 import orjson
 
-from ..formats.rest import HistoryFormat, Wanted, check_page, tagged
+from ..formats.contract import HistoryFormat, Wanted
 from ..model.candle import REASONS, Candle, MalformedMessage
 from ..model.intervals import Interval
+from .pages import check_page, tagged
 
 log = logging.getLogger("candlecast.history")
 

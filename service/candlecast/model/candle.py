@@ -1,19 +1,18 @@
-"""The normalized candle, the upstream formats that produce it, and its wire encoding.
+"""The normalized candle: its fields and checks, the upstream format type, and its wire encoding.
 
-Pure: nothing here awaits, reads the clock, or touches a socket or a thread. Every upstream
-format is a function ``decoded JSON value -> Sequence[Candle]``: every candle the message
-carries, in order (none for a valid message that is not a candle, such as a heartbeat or a
-subscription ack; several where a broker batches them). :func:`parse` adds the byte-level
-checks (size, JSON). Malformed input raises :class:`MalformedMessage` with a short, stable
-``reason`` that metrics count by. The formats defined here are ``seed``, ``binance`` and
-``candle``; :mod:`candlecast.formats.brokers` has more, and :mod:`candlecast.formats.registry` finds them all
-(and plug-ins) by name. The contract for plug-ins: ``docs/formats.md``.
+Pure: nothing here awaits, reads the clock, or touches a socket or a thread. An upstream format
+(:data:`Format`) is a function ``decoded JSON value -> Sequence[Candle]``: every candle the
+message carries, in order (none for a heartbeat or an ack; several where a broker batches them);
+the formats themselves are in :mod:`candlecast.formats`. :func:`make_candle` is the one place a
+candle's fields are checked (``l <= min(o, c) <= max(o, c) <= h``, finite numbers, a symbol);
+:func:`decode` and :func:`parse` add the byte-level checks (size, JSON). Malformed input raises
+:class:`MalformedMessage` with a short, stable ``reason`` that metrics count by.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -155,69 +154,8 @@ def make_candle(
     )
 
 
-def _object(value: object, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise MalformedMessage("shape", f"{what} must be an object, got {type(value).__name__}")
-    return value
-
-
-# -- formats ---------------------------------------------------------------------------------
-
-
-def parse_seed(msg: object) -> list[Candle]:
-    """``{"symbol": S, "time": T, "candles": [OT, O, C, H, L]}``. Note C before H and L."""
-    m = _object(msg, "message")
-    if "candles" not in m:
-        return []  # heartbeats, acks: not candles
-    bar = m["candles"]
-    if not isinstance(bar, list) or len(bar) != 5:
-        raise MalformedMessage("shape", "candles must be a list [ot, o, c, h, l]")
-    if "symbol" not in m or "time" not in m:
-        raise MalformedMessage("shape", "symbol and time are required")
-    ot, o, c, h, l = bar  # noqa: E741
-    return [make_candle(m["symbol"], m["time"], ot, o, h, l, c)]
-
-
-def parse_binance(msg: object) -> list[Candle]:
-    """Binance kline events, raw (``{"e": "kline", ...}``) or combined (``{"stream", "data"}``).
-
-    Prices and volume arrive as strings; times are epoch milliseconds; ``ot`` is ``k.t``.
-    Subscription acks (``{"result": null, "id": 1}``) and other events give none.
-    """
-    m = _object(msg, "message")
-    if "data" in m and "stream" in m:
-        m = _object(m["data"], "data")
-    if m.get("e") != "kline":
-        return []
-    k = _object(m.get("k"), "k")
-    try:
-        return [
-            make_candle(
-                k.get("s", m.get("s")), m["E"], k["t"], k["o"], k["h"], k["l"], k["c"], k.get("v"), strings=True
-            )
-        ]
-    except KeyError as exc:
-        raise MalformedMessage("shape", f"kline lacks {exc.args[0]!r}") from None
-
-
-def parse_candle(msg: object) -> list[Candle]:
-    """Already-normalized frames: ``{"s", "t", "ot", "o", "h", "l", "c"[, "v"]}``."""
-    m = _object(msg, "message")
-    try:
-        return [make_candle(m["s"], m["t"], m["ot"], m["o"], m["h"], m["l"], m["c"], m.get("v"))]
-    except KeyError as exc:
-        raise MalformedMessage("shape", f"candle lacks {exc.args[0]!r}") from None
-
-
 #: An upstream format: one decoded JSON message -> every candle it carries (see the module docstring).
 Format = Callable[[object], Sequence[Candle]]
-
-#: The formats defined in this module; :data:`candlecast.formats.registry.BUILTIN` has every built-in one.
-FORMATS: Final[dict[str, Format]] = {
-    "seed": parse_seed,
-    "binance": parse_binance,
-    "candle": parse_candle,
-}
 
 
 def decode(raw: bytes | str) -> object:

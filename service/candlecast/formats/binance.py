@@ -1,0 +1,108 @@
+"""The ``binance`` format: Binance's public kline stream (raw and combined form) and its REST
+history (``GET /api/v3/klines``), from Binance's public API documentation. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
+
+from ..model.candle import Candle, MalformedMessage, make_candle
+from ..model.intervals import Interval
+from .contract import Request, Wanted, rest_bar
+from .shapes import epoch_ms, header_int, json_list, json_object
+
+__all__ = ["parse_binance", "BinanceHistory", "EXAMPLE"]
+
+
+def parse_binance(msg: object) -> list[Candle]:
+    """Binance kline events, raw (``{"e": "kline", ...}``) or combined (``{"stream", "data"}``).
+
+    Prices and volume arrive as strings; times are epoch milliseconds; ``ot`` is ``k.t``.
+    Subscription acks (``{"result": null, "id": 1}``) and other events give none.
+    """
+    m = json_object(msg, "message")
+    if "data" in m and "stream" in m:
+        m = json_object(m["data"], "data")
+    if m.get("e") != "kline":
+        return []
+    k = json_object(m.get("k"), "k")
+    try:
+        return [
+            make_candle(
+                k.get("s", m.get("s")), m["E"], k["t"], k["o"], k["h"], k["l"], k["c"], k.get("v"), strings=True
+            )
+        ]
+    except KeyError as exc:
+        raise MalformedMessage("shape", f"kline lacks {exc.args[0]!r}") from None
+
+
+_BINANCE_INTERVALS: Final = frozenset(
+    ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
+)
+
+_BINANCE_STREAM: Final = re.compile(r"^([a-z0-9]+)@kline_(\w+)$", re.IGNORECASE)
+
+#: Binance's request weight budget per minute (``X-MBX-USED-WEIGHT-1M`` counts against it).
+BINANCE_WEIGHT_PER_MINUTE: Final = 6000
+
+
+class BinanceHistory:
+    """Binance spot ``GET /api/v3/klines``: ``[[open ms, "o", "h", "l", "c", "v", close ms, …], …]``,
+    oldest first, at most 1,000 a call. Streams come from ``/ws/<s>@kline_<i>``,
+    ``/stream?streams=a/b`` or a ``SUBSCRIBE`` message's ``params``."""
+
+    base_url = "https://api.binance.com"
+    max_limit = 1000
+
+    def streams(self, upstream: str, subscribe: object) -> list[Wanted]:
+        names: list[str] = []
+        url = urlsplit(upstream)
+        if url.path.startswith("/ws/"):
+            names.append(url.path[4:])
+        for value in parse_qs(url.query).get("streams", ()):
+            names.extend(value.split("/"))
+        if isinstance(subscribe, dict) and isinstance(subscribe.get("params"), list):
+            names.extend(p for p in subscribe["params"] if isinstance(p, str))
+        out: list[Wanted] = []
+        for name in names:
+            m = _BINANCE_STREAM.match(name)
+            if m is not None:
+                wanted = Wanted(m.group(1).upper(), m.group(2))
+                if wanted not in out:
+                    out.append(wanted)
+        return out
+
+    def serves(self, interval: Interval) -> bool:
+        return interval.name in _BINANCE_INTERVALS
+
+    def request(
+        self, symbol: str, interval: Interval, *, start: int | None, end: int | None, limit: int, upstream: str
+    ) -> Request:
+        params = {"symbol": symbol, "interval": interval.name, "limit": str(min(limit, self.max_limit))}
+        if start is not None:
+            params["startTime"] = str(start)
+        if end is not None:
+            params["endTime"] = str(end)
+        return Request("/api/v3/klines", params)
+
+    def parse(self, symbol: str, interval: Interval, body: object) -> list[Candle]:
+        out = []
+        for row in json_list(body, "klines"):
+            k = json_list(row, "kline")
+            if len(k) < 6:
+                raise MalformedMessage("shape", f"kline has {len(k)} fields, want [open time, o, h, l, c, v, …]")
+            out.append(rest_bar(symbol, interval, epoch_ms(k[0], "open time"), k[1], k[2], k[3], k[4], k[5]))
+        return out
+
+    def pause(self, status: int, headers: Mapping[str, str], now_ms: int) -> float:
+        used = header_int(headers, "x-mbx-used-weight-1m")
+        if used is not None and used >= BINANCE_WEIGHT_PER_MINUTE * 0.9:
+            return (60_000 - now_ms % 60_000) / 1000  # the weight window is the calendar minute
+        return 0.0
+
+
+#: A public endpoint and the subscribe message for it (one symbol, 1-minute bars).
+EXAMPLE: Final = ("wss://stream.binance.com:9443/ws", '{"method":"SUBSCRIBE","params":["btcusdt@kline_1m"],"id":1}')

@@ -1,0 +1,98 @@
+"""The history half of a format: what a broker's REST API is asked for past bars, and how its
+answers become candles. Pure: the I/O is :mod:`candlecast.history.client`'s.
+
+A format may come with a :class:`HistoryFormat` (:func:`candlecast.formats.history` finds it): an
+object that
+
+- reads, from the upstream URL and the subscribe message, which symbols (and at which interval)
+  the stream carries (:meth:`~HistoryFormat.streams`), so the usual configuration needs no flag;
+- builds the request for the bars of one symbol and interval opening in ``[start, end]``, at most
+  ``limit`` of them, the most recent ones when ``start`` is ``None``
+  (:meth:`~HistoryFormat.request`);
+- parses the answer into candles, oldest first (:meth:`~HistoryFormat.parse`), raising
+  :class:`~candlecast.model.candle.MalformedMessage` as a stream format does;
+- says how long to hold off before the next request, from the answer's rate-limit headers
+  (:meth:`~HistoryFormat.pause`).
+
+Bars parsed from REST carry ``t`` = the bar's last millisecond (``ot`` + interval - 1), ``ot`` in
+epoch ms (:func:`rest_bar`), and ``i`` = the interval's name when it is not the stream's base
+interval (the caller tags them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import orjson
+
+from ..model.candle import Candle, make_candle
+from ..model.intervals import Interval
+
+__all__ = ["HistoryFormat", "Request", "Wanted", "rest_bar", "subscribe_message"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP ``GET``: ``path`` (joined to the REST base URL) and its query parameters."""
+
+    path: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """One stream the upstream carries: the symbol as candles name it, and its interval's name
+    when the URL or the subscribe message says (``None``: not said)."""
+
+    symbol: str
+    interval: str | None = None
+
+
+@runtime_checkable
+class HistoryFormat(Protocol):
+    """The history half of a format (see the module docstring). Every method is pure."""
+
+    #: The exchange's public REST base URL (``--rest-url`` overrides it).
+    base_url: str
+    #: Most bars one request returns.
+    max_limit: int
+
+    def streams(self, upstream: str, subscribe: object) -> list[Wanted]:
+        """The streams the upstream URL and the (decoded) subscribe message ask for."""
+        ...
+
+    def serves(self, interval: Interval) -> bool:
+        """Whether the exchange has bars of ``interval`` (else they are built from base bars)."""
+        ...
+
+    def request(
+        self, symbol: str, interval: Interval, *, start: int | None, end: int | None, limit: int, upstream: str
+    ) -> Request:
+        """The request for bars opening in ``[start, end]`` (epoch ms; ``None``: open), at most
+        ``limit``; with no ``start``, the most recent ones."""
+        ...
+
+    def parse(self, symbol: str, interval: Interval, body: object) -> list[Candle]:
+        """The candles of a decoded answer, oldest first; raises :class:`MalformedMessage`."""
+        ...
+
+    def pause(self, status: int, headers: Mapping[str, str], now_ms: int) -> float:
+        """Seconds to wait before the next request, from this answer's rate-limit headers."""
+        ...
+
+
+def rest_bar(symbol: str, interval: Interval, ot: int, o: object, h: object, l: object, c: object, v: object) -> Candle:  # noqa: E741
+    """A bar from a REST answer: ``t`` is its last millisecond; prices may be strings."""
+    return make_candle(symbol, ot + interval.ms - 1, ot, o, h, l, c, v, strings=True)
+
+
+def subscribe_message(text: str | None) -> object:
+    """The subscribe setting decoded (``None`` when unset or not JSON: Settings checked it)."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None

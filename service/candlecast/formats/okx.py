@@ -1,0 +1,137 @@
+"""The ``okx`` format: OKX v5's ``candle*`` channels and its REST history
+(``/api/v5/market/candles`` and ``history-candles``), from OKX's public API documentation. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from ..model.candle import Candle, MalformedMessage, make_candle
+from ..model.intervals import Interval
+from .contract import Request, Wanted, rest_bar
+from .shapes import epoch_ms, epoch_ms_text, json_list, json_object
+
+__all__ = ["parse_okx", "OkxHistory", "EXAMPLE"]
+
+
+def parse_okx(msg: object) -> list[Candle]:
+    """OKX v5 ``candle*`` channels (``candle1m`` … ``candle1Dutc``, on ``/ws/v5/business``).
+
+    ``{"arg": {"channel": "candle1D", "instId": "BTC-USDT"}, "data": [["<ts ms>", "o", "h",
+    "l", "c", "vol", "volCcy", "volCcyQuote", "confirm"], …]}``: the symbol is ``arg.instId``,
+    every row of ``data`` is a candle, ``ot`` is ``ts`` (a string of epoch ms) and ``v`` is
+    ``vol``. OKX sends no event time, so ``t`` is ``ts`` too. Events (``subscribe`` acks,
+    notices) and other channels (``mark-price-candle*``, ``index-candle*``) give none; an
+    ``"event": "error"`` raises ``refused``.
+    """
+    m = json_object(msg, "message")
+    event = m.get("event")
+    if event is not None:
+        if event == "error":
+            raise MalformedMessage("refused", f"okx error {m.get('code')!r}: {m.get('msg')!r:.120}")
+        return []
+    if "arg" not in m:
+        return []
+    arg = json_object(m["arg"], "arg")
+    channel = arg.get("channel")
+    if not isinstance(channel, str) or not channel.startswith("candle"):
+        return []
+    symbol = arg.get("instId")
+    candles = []
+    for row in json_list(m.get("data"), "data"):
+        bar = json_list(row, "candle row")
+        if len(bar) < 5:
+            raise MalformedMessage("shape", f"candle row has {len(bar)} fields, want [ts, o, h, l, c, vol, …]")
+        ts = epoch_ms_text(bar[0], "ts")
+        volume = bar[5] if len(bar) > 5 else None
+        candles.append(make_candle(symbol, ts, ts, bar[1], bar[2], bar[3], bar[4], volume, strings=True))
+    return candles
+
+
+_OKX_INTERVALS: Final = {
+    "1s": "1s",
+    "1m": "1m",
+    "3m": "3m",
+    "5m": "5m",
+    "15m": "15m",
+    "30m": "30m",
+    "1h": "1H",
+    "2h": "2H",
+    "4h": "4H",
+    "6h": "6Hutc",
+    "12h": "12Hutc",
+    "1d": "1Dutc",
+    "2d": "2Dutc",
+    "3d": "3Dutc",
+    "1w": "1Wutc",
+}
+
+_OKX_NAMES: Final = {**{v: k for k, v in _OKX_INTERVALS.items()}, "6H": None, "12H": None, "1D": None}
+
+
+class OkxHistory:
+    """OKX v5 ``GET /api/v5/market/candles`` (the most recent bars, up to 300 a call) and
+    ``/api/v5/market/history-candles`` (older ones, up to 100 a call): ``{"code": "0", "data":
+    [["ts ms", "o", "h", "l", "c", "vol", …, "confirm"], …]}``, newest first. ``after`` asks for
+    bars before a time, ``before`` for bars after one. Days and longer use the UTC-aligned bars
+    (``1Dutc``), as candlecast's intervals are. Streams: the subscribe message's
+    ``{"channel": "candle1m", "instId": "BTC-USDT"}`` args."""
+
+    base_url = "https://www.okx.com"
+    max_limit = 100
+
+    def streams(self, upstream: str, subscribe: object) -> list[Wanted]:
+        out: list[Wanted] = []
+        args = subscribe.get("args") if isinstance(subscribe, dict) else None
+        for arg in args if isinstance(args, list) else ():
+            if not isinstance(arg, dict):
+                continue
+            channel, inst = arg.get("channel"), arg.get("instId")
+            if isinstance(channel, str) and channel.startswith("candle") and isinstance(inst, str) and inst:
+                wanted = Wanted(inst, _OKX_NAMES.get(channel[6:], channel[6:]))
+                if wanted not in out:
+                    out.append(wanted)
+        return out
+
+    def serves(self, interval: Interval) -> bool:
+        return interval.name in _OKX_INTERVALS
+
+    def request(
+        self, symbol: str, interval: Interval, *, start: int | None, end: int | None, limit: int, upstream: str
+    ) -> Request:
+        params = {"instId": symbol, "bar": _OKX_INTERVALS.get(interval.name, interval.name)}
+        if start is None and end is None:
+            params["limit"] = str(min(limit, 300))
+            return Request("/api/v5/market/candles", params)
+        params["limit"] = str(min(limit, self.max_limit))
+        if end is not None:
+            params["after"] = str(end + 1)  # records earlier than `after`
+        elif start is not None:
+            params["after"] = str(start + min(limit, self.max_limit) * interval.ms)
+        if start is not None:
+            params["before"] = str(start - 1)  # records newer than `before`
+        return Request("/api/v5/market/history-candles", params)
+
+    def parse(self, symbol: str, interval: Interval, body: object) -> list[Candle]:
+        m = json_object(body, "answer")
+        if m.get("code") != "0":
+            raise MalformedMessage("refused", f"okx code {m.get('code')!r}: {m.get('msg')!r:.120}")
+        out = []
+        for row in json_list(m.get("data"), "data"):
+            k = json_list(row, "candle")
+            if len(k) < 6:
+                raise MalformedMessage("shape", f"candle has {len(k)} fields, want [ts, o, h, l, c, vol, …]")
+            out.append(rest_bar(symbol, interval, epoch_ms(k[0], "ts"), k[1], k[2], k[3], k[4], k[5]))
+        out.reverse()  # newest first on the wire
+        return out
+
+    def pause(self, status: int, headers: Mapping[str, str], now_ms: int) -> float:
+        return 0.0  # OKX sends no rate headers; its limit (40 requests / 2 s) is above our concurrency
+
+
+#: A public endpoint and the subscribe message for it (one symbol, 1-minute bars).
+EXAMPLE: Final = (
+    "wss://ws.okx.com:8443/ws/v5/business",
+    '{"op":"subscribe","args":[{"channel":"candle1m","instId":"BTC-USDT"}]}',
+)
