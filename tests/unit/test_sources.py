@@ -12,10 +12,11 @@ import pytest
 
 from candlecast.formats.registry import BUILTIN as FORMATS
 from candlecast.model.candle import Candle, encode
+from candlecast.model.pacing import backoff
 from candlecast.upstream.record import record_line
 from candlecast.upstream.replay import ReplaySource
 from candlecast.upstream.sim import SimSource, Simulator
-from candlecast.upstream.source import Normalizer, backoff
+from candlecast.upstream.source import Normalizer
 
 
 def test_simulator_is_deterministic_for_a_seed() -> None:

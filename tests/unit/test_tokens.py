@@ -13,8 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from candlecast.access.limits import PerAddress, Throttle, TokenBucket
+from candlecast.access.limits import PerAddress
 from candlecast.access.tokens import EVERYTHING, Grant, TokenError, Verifier, load_public_key
+from candlecast.model.pacing import Throttle, TokenBucket
 from candlecast.server.logs import redact
 
 SECRET = "s" * 40

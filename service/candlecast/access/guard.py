@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from ..wire.protocol import ProtocolError
-from .limits import PerAddress, Throttle
-from .tokens import TokenError, Verifier, load_public_key
+from ..errors import ClientError
+from ..model.pacing import Throttle
+from .limits import PerAddress
+from .tokens import Grant, TokenError, Verifier, load_public_key
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -83,7 +84,16 @@ class Guard:
         mark (a client that does not read): counted, not logged (routine for a slow reader)."""
         self.read_pauses += 1
 
-    def auth_failed(self, exc: TokenError | ProtocolError) -> None:
+    def check(self, token: str | None) -> Grant:
+        """The grant of ``token`` now; raises :class:`~candlecast.access.tokens.TokenError`,
+        counted by reason. The one way any route verifies a token."""
+        try:
+            return self.verifier.verify(token, time.time())
+        except TokenError as exc:
+            self.auth_failed(exc)
+            raise
+
+    def auth_failed(self, exc: ClientError) -> None:
         """Count a refused token, or a client that sent none in time (by reason); logged at
         debug only (refusals are routine)."""
         self.auth_failures[exc.code] = self.auth_failures.get(exc.code, 0) + 1

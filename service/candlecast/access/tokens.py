@@ -26,27 +26,22 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import AllowedPublicKeys
 
-from ..model.rules import is_symbol
+from ..errors import ClientError
+from ..model.rules import MAX_TOKEN_CHARS, is_symbol
+from ..model.streams import split_stream
 
 #: Algorithms verified with the shared secret, and with the public key.
 SECRET_ALGORITHMS: Final = ("HS256", "HS384", "HS512")
 KEY_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA")
 #: Shortest HMAC secret accepted, in bytes (RFC 7518 3.2: at least the hash size).
 MIN_SECRET_BYTES: Final = 32
-#: Longest token looked at, in characters; longer ones are refused unparsed.
-MAX_TOKEN_CHARS: Final = 8192
 #: The claim naming the symbols a token may receive.
 SYMBOLS_CLAIM: Final = "symbols"
 
 
-class TokenError(ValueError):
+class TokenError(ClientError):
     """A refused token. ``code`` is short and fit for an error frame (``token_expired``,
     ``bad_signature``...); ``detail`` says why, and never contains the token."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +56,7 @@ class Grant:
     def allows(self, symbol: str) -> bool:
         """Whether ``symbol`` may be received: ``A@5m`` is allowed by ``A`` (any interval) or by
         ``A@5m`` itself."""
-        return self.symbols is None or symbol in self.symbols or symbol.partition("@")[0] in self.symbols
+        return self.symbols is None or symbol in self.symbols or split_stream(symbol)[0] in self.symbols
 
     def refused(self, symbols: Iterable[str]) -> tuple[str, ...]:
         """The ones of ``symbols`` this grant does not allow, in order."""

@@ -206,12 +206,6 @@ class Position:
 # -- snapshots ----------------------------------------------------------------------------------
 
 
-def stream_of(candle: Candle) -> str:
-    """The hub stream an input candle is kept under: its symbol, or ``S@i`` for a candle that
-    names a higher interval (interval history)."""
-    return candle.s if candle.i is None else f"{candle.s}@{candle.i}"
-
-
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The bars Redis holds and the position they belong to. ``bars``: stream -> JSON texts,

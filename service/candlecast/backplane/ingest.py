@@ -50,7 +50,8 @@ from ..feed.source import Ingest, Readiness, SourceFeed
 from ..metrics import counter, gauge
 from ..model.candle import Candle, encode
 from ..model.intervals import Aggregator
-from .codec import BadEntry, Bars, Keys, candle_from_json, entry_id, id_above, parse_id, parse_snapshot, stream_of
+from ..model.streams import split_stream, stream_name, stream_of
+from .codec import BadEntry, Bars, Keys, candle_from_json, entry_id, id_above, parse_id, parse_snapshot
 from .lease import Lease
 from .link import DOWN, Link
 from .pace import Quiet
@@ -273,14 +274,14 @@ class IngestFeed:
         aggregators = [Aggregator(i) for i in interval_set(self.settings).higher]
         seeded = 0
         for stream in self.bars.streams():
-            if "@" in stream:
-                continue
+            if split_stream(stream)[1] is not None:
+                continue  # a higher interval's
             newest_raw = self.bars.last(stream)
             if newest_raw is None:
                 continue
             newest = candle_from_json(newest_raw)
             for aggregator in aggregators:
-                raw = self.bars.last(f"{stream}@{aggregator.interval.name}")
+                raw = self.bars.last(stream_name(stream, aggregator.interval.name))
                 if raw is not None and aggregator.seed(candle_from_json(raw), newest):
                     seeded += 1
         if seeded:

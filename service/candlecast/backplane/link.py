@@ -25,7 +25,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..metrics import counter, gauge
-from ..upstream.source import backoff
+from ..model.pacing import backoff
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric

@@ -43,9 +43,10 @@ from typing import Protocol
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..access.limits import TokenBucket
 from ..model.candle import Candle, encode
 from ..model.intervals import Aggregator, IntervalSet
+from ..model.pacing import TokenBucket
+from ..model.streams import stream_name, stream_of
 from ..wire.frames import text_frame
 from ..wire.protocol import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN, resync_frame
 from .stats import Stats
@@ -488,7 +489,7 @@ class Hub:
                     return None
                 candle = replace(candle, i=None)  # the base interval, named
             else:
-                return self._publish(f"{candle.s}@{i}", candle, received, False)
+                return self._publish(stream_name(candle.s, i), candle, received, False)
         s = candle.s
         if s not in self._symbols:
             self._symbols[s] = None
@@ -496,7 +497,7 @@ class Hub:
         for aggregator in self._aggregators:
             bar = aggregator.update(candle)
             if bar is not None:
-                self._publish(f"{s}@{bar.i}", bar, received, False)
+                self._publish(stream_of(bar), bar, received, False)
         return update
 
     def _publish(self, stream: str, candle: Candle, received: float, base: bool) -> Update:

@@ -27,8 +27,8 @@ from prometheus_client.core import CounterMetricFamily
 
 from ..metrics import counter, gauge
 from ..model.candle import Candle
+from ..model.pacing import backoff
 from ..upstream.bridge import Bridge, ProducerThread
-from ..upstream.source import backoff
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric

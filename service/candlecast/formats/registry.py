@@ -23,6 +23,7 @@ import re
 from importlib.metadata import entry_points
 from typing import Final, cast
 
+from ..errors import ConfigError
 from ..model.candle import Format
 from . import binance, bybit, candle, kraken, okx, seed
 from .contract import HistoryFormat
@@ -59,7 +60,7 @@ EXAMPLES: Final[dict[str, tuple[str, str]]] = {
 _DOTTED: Final = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
-class FormatError(ValueError):
+class FormatError(ConfigError):
     """A ``--format`` value that names no usable format; ``str()`` is one line."""
 
 

@@ -37,15 +37,13 @@ import orjson
 
 from ..formats.contract import HistoryFormat, Wanted
 from ..model.candle import REASONS, Candle, MalformedMessage
-from ..model.intervals import Interval
+from ..model.intervals import Interval, cover_span
 from .pages import check_page, tagged
 
 log = logging.getLogger("candlecast.history")
 
 #: Requests in flight at once, across every symbol and interval.
 CONCURRENCY: Final = 4
-#: Base bars the backfill reaches back at most to make the open higher-interval bars whole.
-MAX_COVER: Final = 1440
 #: Most pages one fetch asks for (a guard against a broker that pages forever).
 MAX_PAGES: Final = 200
 #: Longest ``Retry-After`` honoured as given (seconds); longer ones are capped.
@@ -187,8 +185,7 @@ class Historian:
         self.base = base
         self.served = [i for i in higher if client.half.serves(i)]
         self.bars = bars
-        spans = [i.ms for i in higher if i.ms // base.ms <= max(bars, MAX_COVER)]
-        self._cover = max(spans, default=0)  # the open bar of this interval is made whole
+        self._cover = cover_span((i.ms for i in higher), base.ms, bars)  # its open bar is made whole
 
     async def backfill(self) -> dict[str, list[Candle]]:
         """Per symbol, its base bars then each served higher interval's (tagged with ``i``), the

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
 from .candle import Candle
 from .rules import EPOCH_MS_ABOVE, is_symbol
+from .streams import split_stream, stream_name
 
 UNITS: Final = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 #: Most base bars kept per aggregate bucket for late corrections; older ones are folded.
@@ -96,10 +98,10 @@ class IntervalSet:
         Raises :class:`IntervalError` for an interval not served, :class:`ValueError` for a bad
         symbol.
         """
-        symbol, at, name = item.partition("@")
+        symbol, name = split_stream(item)
         if not is_symbol(symbol):
             raise ValueError(f"not a symbol: {symbol[:40]!r}")
-        if not at:
+        if name is None:
             return symbol
         try:
             interval = parse_interval(name)
@@ -109,12 +111,18 @@ class IntervalSet:
             return symbol
         if interval not in self.higher:
             raise IntervalError(f"interval {interval.name} is not served; served: {', '.join(self.names)}")
-        return f"{symbol}@{interval.name}"
+        return stream_name(symbol, interval.name)
 
 
-def stream_of(candle: Candle) -> str:
-    """The stream a candle belongs to (``s``, or ``s@i`` for a bar of a higher interval)."""
-    return candle.s if candle.i is None else f"{candle.s}@{candle.i}"
+#: Base bars a history reaches back at most so that the open bar of a higher interval is whole
+#: (a day of 1 m bars): the simulator's made-up past and a broker backfill follow the same rule.
+MAX_COVER: Final = 1440
+
+
+def cover_span(higher_ms: Iterable[int], base_ms: int, bars: int) -> int:
+    """The longest higher interval (ms) whose open bar a history of ``bars`` base bars reaches
+    back to make whole: one spanning at most ``max(bars, MAX_COVER)`` base bars (0: none)."""
+    return max((ms for ms in higher_ms if ms // base_ms <= max(bars, MAX_COVER)), default=0)
 
 
 def parse_interval(text: str) -> Interval:

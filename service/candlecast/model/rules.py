@@ -11,6 +11,9 @@ from typing import Final
 
 #: Longest symbol accepted, in characters.
 MAX_SYMBOL_LENGTH: Final = 32
+#: Longest access token looked at, in characters, wherever it is offered (query, header, an
+#: ``auth`` message, which must fit in one control message); longer ones are refused unparsed.
+MAX_TOKEN_CHARS: Final = 4000
 #: Epoch times above this are milliseconds, below it seconds (1e11 s is the year 5138; 1e11 ms
 #: is 1973). The dashboard's ``toSeconds`` uses the same cut-off.
 EPOCH_MS_ABOVE: Final = 1e11
@@ -29,7 +32,7 @@ def is_symbol(value: object) -> bool:
         and value.isprintable()
         and " " not in value
         and "," not in value
-        and "@" not in value
+        and "@" not in value  # the stream separator (model.streams.SEPARATOR)
     )
 
 

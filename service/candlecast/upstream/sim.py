@@ -16,14 +16,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from ..model.candle import Candle
+from ..model.intervals import cover_span
 from .source import Emit, Upstream
 
 # Catch-up bound: after a stall (a full bridge, a suspended process), emit at most this many
 # updates at once instead of the whole backlog.
 _MAX_BURST = 10_000
-#: Most base bars per symbol the backfill makes up to cover whole buckets of a higher interval
-#: (a day of 1 m bars).
-MAX_BASE_BACKFILL = 1440
 
 
 def _round(price: float) -> float:
@@ -68,7 +66,7 @@ class Simulator:
         Without ``higher`` intervals: ``bars`` finished base bars per symbol. With them (each
         ``(length ms, name)``): first ``bars`` finished bars of each higher interval (tagged
         with its name) ending where the base bars start, then base bars from the start of the
-        largest interval's bucket (of at most :data:`MAX_BASE_BACKFILL` base bars) that is at
+        largest interval's bucket (of at most :data:`~candlecast.model.intervals.MAX_COVER` base bars) that is at
         least ``bars`` base bars back, up to now; the hub builds the higher intervals' recent
         bars from those, replacing the made-up ones."""
         out: list[Candle] = []
@@ -76,10 +74,10 @@ class Simulator:
         start = current - bars * self._bar_ms
         if higher and bars:
             # base bars cover whole buckets of the largest interval that spans at most
-            # MAX_BASE_BACKFILL base bars; a longer interval's current bar starts partial
-            spans = [ms for ms, _ in higher if ms // self._bar_ms <= max(bars, MAX_BASE_BACKFILL)]
-            if spans:
-                start -= start % max(spans)
+            # MAX_COVER base bars; a longer interval's current bar starts partial
+            cover = cover_span((ms for ms, _ in higher), self._bar_ms, bars)
+            if cover:
+                start -= start % cover
             for ms, name in higher:
                 for s in self._symbols:
                     out.extend(self._made_up(s, start - start % ms, ms, name, bars))

@@ -9,13 +9,13 @@ attribute or dict-item store, atomic under the GIL, so readers see a consistent-
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from ..model.candle import REASONS, Candle, Format, MalformedMessage, decode
+from ..model.pacing import Throttle
 
 log = logging.getLogger("candlecast.upstream")
 
@@ -74,10 +74,8 @@ class Normalizer:
     def __init__(self, fmt: Format, *, clock: Callable[[], float] = time.monotonic, log_interval: float = 1.0) -> None:
         self._fmt = fmt
         self._clock = clock
-        self._log_interval = log_interval
+        self._throttle = Throttle(log_interval)
         self.malformed: dict[str, int] = dict.fromkeys(REASONS, 0)
-        self._last_logged: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
 
     def __call__(self, raw: bytes | str) -> Sequence[Candle]:
         try:
@@ -110,22 +108,12 @@ class Normalizer:
     def reject(self, exc: MalformedMessage, raw: object) -> None:
         reason = exc.reason
         self.malformed[reason] = self.malformed.get(reason, 0) + 1
-        now = self._clock()
-        last = self._last_logged.get(reason)
-        if last is not None and now - last < self._log_interval:
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+        suppressed = self._throttle.ready(reason, self._clock())
+        if suppressed is None:
             return
-        self._last_logged[reason] = now
-        suppressed = self._suppressed.pop(reason, 0)
         more = f" ({suppressed} more since the last report)" if suppressed else ""
         log.warning("skipped malformed upstream message: %s%s; message starts %r", exc, more, str(raw)[:120])
 
 
 def _name(fmt: Format) -> str:
     return f"{getattr(fmt, '__module__', '?')}.{getattr(fmt, '__qualname__', type(fmt).__name__)}"
-
-
-def backoff(attempt: int, *, initial: float, maximum: float, rng: random.Random) -> float:
-    """Capped exponential backoff with jitter: uniform in [d/2, d], d = min(max, initial * 2**n)."""
-    delay = min(maximum, initial * (2 ** min(attempt, 32)))
-    return rng.uniform(delay / 2, delay)

@@ -26,7 +26,8 @@ from websockets.exceptions import WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from ..model.candle import MAX_MESSAGE_BYTES
-from .source import Emit, Normalizer, Upstream, backoff
+from ..model.pacing import backoff
+from .source import Emit, Normalizer, Upstream
 
 log = logging.getLogger("candlecast.upstream")
 

@@ -33,8 +33,9 @@ from ..feed.source import FeedFactory
 from ..feeds import for_settings
 from ..metrics import CONTENT_TYPE_LATEST, render
 from ..model.intervals import IntervalError
+from ..model.streams import stream_name
 from ..runtime import Runtime, running
-from ..settings import Settings
+from ..settings import Settings, check_format
 from .headers import SecurityHeaders
 from .session import StreamEndpoint
 
@@ -65,6 +66,7 @@ class Service:
     """candlecast as an ASGI app (:attr:`asgi`). Nothing starts until the lifespan does."""
 
     def __init__(self, settings: Settings, *, feed_factory: FeedFactory = for_settings) -> None:
+        check_format(settings)  # the start-up check: a plug-in format is imported (or refused) here, once
         self.settings = settings
         self._feed_factory = feed_factory
         self._runtime: Runtime | None = None
@@ -161,9 +163,8 @@ class Service:
         """What the request's token allows, or the 401 to answer with."""
         offered = offered_token(request.query_params.get("token"), request.headers.get("authorization"))
         try:
-            return self.guard.verifier.verify(offered, time.time())
+            return self.guard.check(offered)
         except TokenError as exc:
-            self.guard.auth_failed(exc)
             return _error(401, exc.code, exc.detail)
 
     async def api_symbols(self, request: Request) -> Response:
@@ -198,7 +199,7 @@ class Service:
             return _error(400, "bad_query", f"limit must be between 1 and {history}")
         hub = self.runtime.hub
         interval = request.query_params.get("interval")
-        stream = symbol if interval is None else f"{symbol}@{interval}"
+        stream = stream_name(symbol, interval)
         if hub.intervals is not None:
             try:
                 stream = hub.intervals.stream(stream)

@@ -40,10 +40,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..access.credentials import offered_token, origin_ok
 from ..access.guard import Guard
-from ..access.limits import TokenBucket
 from ..access.tokens import Grant, TokenError
 from ..fanout.hub import DirectWrite, Hub, HubClosed, HubFull, Reply, Subscriber, Update
 from ..fanout.stats import Stats
+from ..model.pacing import TokenBucket
 from ..runtime import Runtime
 from ..server.protocols import DIRECT, DirectChannel
 from ..wire.protocol import (
@@ -88,7 +88,7 @@ class StreamEndpoint:
 
 async def session(runtime: Runtime, websocket: WebSocket, send: Send, guard: Guard) -> None:
     """One client session, from the handshake to the close frame."""
-    settings, stats, verifier = runtime.settings, runtime.stats, guard.verifier
+    settings, stats = runtime.settings, runtime.stats
     headers = websocket.headers
     if not origin_ok(settings.origins, headers.get("origin")):
         stats.rejected_clients += 1
@@ -96,11 +96,10 @@ async def session(runtime: Runtime, websocket: WebSocket, send: Send, guard: Gua
         return
     grant: Grant | None = None
     offered = offered_token(websocket.query_params.get("token"), headers.get("authorization"))
-    if offered or not verifier.required:
+    if offered or not guard.verifier.required:
         try:
-            grant = verifier.verify(offered, time.time())
-        except TokenError as exc:
-            guard.auth_failed(exc)
+            grant = guard.check(offered)
+        except TokenError:
             stats.rejected_clients += 1
             await websocket.close(CLOSE_POLICY)  # before accept: an HTTP 403
             return
@@ -134,11 +133,12 @@ async def _authenticate(websocket: WebSocket, guard: Guard, stats: Stats) -> Gra
         cmd = parse_command(data if data is not None else message.get("bytes") or b"")
         if cmd.op != "auth":
             raise ProtocolError("auth_required", 'send {"op":"auth","token":...} first')
-        return guard.verifier.verify(cmd.token, time.time())
+        return guard.check(cmd.token)
     except (ProtocolError, TokenError) as exc:
-        guard.auth_failed(exc)
+        if isinstance(exc, ProtocolError):  # a refused token is counted by guard.check
+            guard.auth_failed(exc)
         stats.rejected_clients += 1
-        await _say(websocket, error_frame(ProtocolError(exc.code, exc.detail)))
+        await _say(websocket, error_frame(exc))
         await _close(websocket, CLOSE_POLICY, exc.code)
         return None
 
@@ -308,15 +308,14 @@ async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats,
             # is acknowledged silently, the session keeps the grant and expiry it started with
             # (no renewal in place: a fresh token means a new connection).
             try:
-                guard.verifier.verify(cmd.token, time.time())
+                guard.check(cmd.token)
             except TokenError as exc:
-                guard.auth_failed(exc)
                 stats.client_errors += 1
                 errors += 1  # a refused token is a bad message: no endless guessing on one socket
                 if errors > MAX_ERRORS:
                     sub.end(CLOSE_POLICY, "too many bad messages")
                     return
-                sub.queue(Reply(error_frame(ProtocolError(exc.code, exc.detail))))
+                sub.queue(Reply(error_frame(exc)))
         else:
             hub.remove_symbols(sub, cmd.symbols)
             sub.queue(Reply(reply_frame("unsubscribed", sub.symbols, cmd.id)))

@@ -14,8 +14,10 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from ..errors import ClientError
 from ..model.intervals import IntervalError, IntervalSet
-from ..model.rules import is_symbol, parse_bool
+from ..model.rules import MAX_TOKEN_CHARS, is_symbol, parse_bool
+from ..model.streams import SEPARATOR
 
 #: Largest control message accepted from a client, in bytes.
 MAX_COMMAND_BYTES: Final = 4096
@@ -29,8 +31,6 @@ MAX_ERRORS: Final = 10
 CONTROL_RATE: Final = 20.0
 CONTROL_BURST: Final = 40
 MAX_RATE_LIMITED: Final = 20
-#: Longest access token an ``auth`` message may carry, in characters.
-MAX_TOKEN_CHARS: Final = 4000
 
 #: Close codes (RFC 6455 section 7.4.1) and what they mean here.
 CLOSE_GOING_AWAY: Final = 1001  # the server is shutting down: reconnect elsewhere or later
@@ -41,13 +41,8 @@ CLOSE_TOKEN_EXPIRED: Final = 4001  # the access token expired: get a fresh one, 
 Op = Literal["subscribe", "unsubscribe", "ping", "auth"]
 
 
-class ProtocolError(ValueError):
+class ProtocolError(ClientError):
     """Bad client input; the connection stays open and gets an error frame."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +73,7 @@ def _symbols(items: list[Any], intervals: IntervalSet | None) -> tuple[str, ...]
     for item in items:
         if not isinstance(item, str):
             raise ProtocolError("bad_symbol", f"not a symbol: {str(item)[:40]!r}")
-        if intervals is None or "@" not in item:
+        if intervals is None or SEPARATOR not in item:
             if not is_symbol(item):
                 raise ProtocolError("bad_symbol", f"not a symbol: {item[:40]!r}")
             stream = item
@@ -166,7 +161,7 @@ def pong_frame(server_time_ms: int, ident: str | int | None = None) -> str:
     return _frame({"op": "pong", "t": server_time_ms}, ident)
 
 
-def error_frame(error: ProtocolError) -> str:
+def error_frame(error: ClientError) -> str:
     return _frame({"op": "error", "error": error.code, "detail": error.detail}, None)
 
 
