@@ -27,7 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return record.main(args[1:])
     try:
         settings = settings_mod.from_argv(args, os.environ)
+        settings_mod.check_format(settings)  # the start-up check: imports a plug-in format, or one line why not
     except SettingsError as exc:
+        print(f"candlecast: {exc}", file=sys.stderr)
+        return 2
+    from .server.runner import Server, UnsupportedUvicorn, check_uvicorn, config
+
+    try:
+        check_uvicorn()
+    except UnsupportedUvicorn as exc:
         print(f"candlecast: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -35,7 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a candle can wait that long for the loop to be scheduled. 0.5 ms trades a little
     # switching overhead for much lower delivery latency (see bench/README.md).
     sys.setswitchinterval(SWITCH_INTERVAL)
-    from .server.runner import Server, config
     from .web.app import Service
 
     service = Service(settings)

@@ -3,6 +3,16 @@
 The only module that reads ``os.environ`` (through the ``environ`` argument of :func:`load`).
 Flags win over variables, variables over defaults. Every value is validated once, here: a bad
 one raises :class:`SettingsError` whose message is one line naming the flag and the variable.
+
+Each setting is declared once, as a field of :class:`Settings` whose metadata is its
+:class:`Option` (converter, group, help). Its flag (``--name-with-dashes``), its variable
+(``CANDLECAST_NAME``), its ``--help`` line and its place in :data:`GROUPS` are derived from
+that declaration; so are :func:`add_arguments` and :func:`load`. A setting whose default is
+``None`` is optional: an empty value (``CANDLECAST_UPSTREAM=``) means "not set".
+
+Building :class:`Settings` imports no plug-in code: a ``--format`` that is not built in is only
+resolved by :func:`check_format`, which the command line and ``Service`` call once at start-up.
+Runs in the calling thread; owns nothing, closes nothing.
 """
 
 from __future__ import annotations
@@ -11,9 +21,10 @@ import argparse
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Final, Literal
+from types import MappingProxyType
+from typing import Any, Final, Literal, TypeVar
 
 import orjson
 
@@ -24,18 +35,30 @@ from .model.intervals import from_ms as interval_from_ms
 from .model.rules import is_symbol, parse_bool
 
 Source = Literal["sim", "ws", "replay"]
-SOURCES: Final = ("sim", "ws", "replay")
+SOURCES: Final[tuple[Source, ...]] = ("sim", "ws", "replay")
 Role = Literal["all", "ingest", "edge"]
-ROLES: Final = ("all", "ingest", "edge")
+ROLES: Final[tuple[Role, ...]] = ("all", "ingest", "edge")
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 DEFAULT_SYMBOLS: Final = ("BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD", "EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
 ENV_PREFIX: Final = "CANDLECAST_"
 #: The dashboard's chart library, inside the package: the build (hatch_build.py) puts it there,
 #: in a wheel, an sdist and an editable checkout alike.
 DEFAULT_CHART_JS: Final = Path(__file__).resolve().parent / "static" / "vendor" / "lightweight-charts.mjs"
-_OPTIONAL: Final = ("upstream", "subscribe", "replay_file", "base_interval", "redis_url", "rest_url")
-_JWT_OPTIONAL: Final = ("jwt_secret", "jwt_public_key", "jwt_audience", "jwt_issuer")
 DEFAULT_INTERVALS: Final = ("1m", "5m", "15m", "1h", "4h", "1d")
+
+Group = Literal["server", "source", "history", "fan-out", "backplane", "access", "logging"]
+#: The groups settings are shown in by ``--help``, in this order, with what each holds.
+GROUPS: Final[Mapping[Group, str]] = MappingProxyType(
+    {
+        "server": "the HTTP and WebSocket server (uvicorn) and the dashboard it serves",
+        "source": "where candles come from: the simulator, a broker's WebSocket, a replay file",
+        "history": "bars kept per symbol, the intervals built from them, history loaded over REST",
+        "fan-out": "delivery to each client: queues, client counts, snapshot budgets",
+        "backplane": "scale-out over Redis: --role ingest publishes, --role edge serves",
+        "access": "who may connect: origins, static tokens, signed tokens (JWT), per-address caps",
+        "logging": "what candlecast logs",
+    }
+)
 
 
 class SettingsError(ValueError):
@@ -43,73 +66,27 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything candlecast can be told. Defaults run the simulator on 127.0.0.1:8000."""
+class Option:
+    """How one setting is told, kept in its field's metadata: ``convert`` turns the flag's or
+    variable's text into the value (raising :class:`ValueError` with a one-line reason),
+    ``group`` is its :data:`GROUPS` entry, ``help`` its ``--help`` text."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    source: Source = "sim"
-    upstream: str | None = None
-    format: str = "seed"
-    subscribe: str | None = None
-    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
-    rate: float = 20.0
-    bar_seconds: float = 60.0
-    intervals: tuple[str, ...] = DEFAULT_INTERVALS
-    base_interval: str | None = None
-    seed: int = 1
-    backfill: int = 300
-    rest_url: str | None = None
-    rest_timeout: float = 10.0
-    replay_file: str | None = None
-    speed: float = 1.0
-    history: int = 500
-    client_queue: int = 1024
-    max_clients: int = 10_000
-    bridge_size: int = 65_536
-    role: Role = "all"
-    redis_url: str | None = None
-    redis_prefix: str = "candlecast"
-    stream_maxlen: int = 100_000
-    lease_ttl: float = 5.0
-    ingest_buffer: int = 100_000
-    origins: tuple[str, ...] = ()
-    tokens: tuple[str, ...] = field(default=(), repr=False)
-    log_level: str = "info"
-    root_path: str = ""
-    ws_ping_interval: float = 20.0
-    ws_ping_timeout: float = 20.0
-    ws_compression: bool = False
-    ws_direct: bool = True
-    stale_after: float = 30.0
-    reconnect_min: float = 0.5
-    reconnect_max: float = 30.0
-    chart_js: str = str(DEFAULT_CHART_JS)
-    loop: str = "auto"
-    ws_impl: str = "websockets-sansio"
-    proxy_headers: bool = False
-    forwarded_allow_ips: str = "127.0.0.1"
-    jwt_secret: str | None = field(default=None, repr=False)
-    jwt_public_key: str | None = None
-    jwt_algorithms: tuple[str, ...] = ()
-    jwt_audience: str | None = None
-    jwt_issuer: str | None = None
-    jwt_leeway: float = 5.0
-    auth_timeout: float = 5.0
-    header_timeout: float = 10.0
-    max_header_bytes: int = 32 * 1024
-    max_headers: int = 100
-    jwt_max_lifetime: float = 86_400.0
-    snapshot_bytes: int = 4 * 1024 * 1024
-    snapshot_rate: int = 20_000
-    keepalive_timeout: int = 5
-    max_clients_per_ip: int = 0
-
-    def __post_init__(self) -> None:
-        _validate(self)
+    convert: Callable[[str], object]
+    group: Group
+    help: str
 
 
-# -- parsing helpers ---------------------------------------------------------------------------
+_OPTION: Final = "candlecast.option"  # the field-metadata key holding a setting's Option
+_T = TypeVar("_T")
+_S = TypeVar("_S", bound=str)
+
+
+def _setting(default: _T, convert: Callable[[str], _T], group: Group, help_text: str, *, secret: bool = False) -> _T:
+    """Declare one setting: its default, converter, group and help (``secret``: kept out of repr)."""
+    return field(default=default, repr=not secret, metadata={_OPTION: Option(convert, group, help_text)})
+
+
+# -- converters: text (a flag or a variable) -> value, or ValueError with a one-line reason ------------
 
 
 def _int(lo: int, hi: int) -> Callable[[str], int]:
@@ -138,12 +115,13 @@ def _float(lo: float, hi: float = math.inf) -> Callable[[str], float]:
     return conv
 
 
-def _choice(options: Sequence[str]) -> Callable[[str], str]:
-    def conv(text: str) -> str:
+def _choice(options: tuple[_S, ...]) -> Callable[[str], _S]:
+    def conv(text: str) -> _S:
         value = text.strip().lower()
-        if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}, got {text!r}")
-        return value
+        for option in options:
+            if option == value:
+                return option
+        raise ValueError(f"must be one of {', '.join(options)}, got {text!r}")
 
     return conv
 
@@ -157,94 +135,237 @@ def _str(text: str) -> str:
 
 
 def _format(text: str) -> str:
-    """A built-in name, lower-cased; anything else (a plug-in name, an import string) as given."""
+    """A built-in name, lower-cased; anything else (a plug-in name, an import string) as given.
+    Pure: whether a plug-in name resolves is :func:`check_format`'s business."""
     return formats.builtin_name(text) or text.strip()
 
 
-# name -> (converter, help). Each name is a Settings field, a --flag and a CANDLECAST_ variable.
-_OPTIONS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
-    "host": (_str, "interface to listen on"),
-    "port": (_int(0, 65535), "TCP port (0: any free port)"),
-    "source": (_choice(SOURCES), "upstream: sim (built-in simulator), ws (broker WebSocket), replay (JSONL)"),
-    "upstream": (_str, "broker WebSocket URL (ws:// or wss://), for --source ws"),
-    "format": (
-        _format,
-        f"upstream message format: {', '.join(formats.BUILTIN)}, a plug-in's name, or package.module:function",
-    ),
-    "subscribe": (_str, "JSON message sent to the broker on every (re)connect"),
-    "symbols": (_list, "simulator symbols, comma-separated"),
-    "rate": (_float(0.1, 1_000_000), "simulator updates per second, all symbols together"),
-    "bar_seconds": (_float(0.001), "simulator bar length in seconds"),
-    "intervals": (_list, "bar intervals served, comma-separated, built from the base bars (UTC-aligned)"),
-    "base_interval": (_str, "the source's bar interval, e.g. 1m (default: --bar-seconds for sim, else 1m)"),
-    "seed": (_int(0, 2**63), "simulator random seed"),
-    "backfill": (
-        _int(0, 100_000),
-        "bars of history per symbol and interval loaded at start (capped at --history): made up by the simulator, "
-        "fetched over the broker's REST API for --source ws when the format has a history half",
-    ),
-    "rest_url": (_str, "the broker's REST base URL for history, e.g. https://api.binance.com (default: the format's)"),
-    "rest_timeout": (_float(0.05, 300.0), "seconds a history (REST) request may take to connect, and to answer"),
-    "replay_file": (_str, "JSONL file for --source replay"),
-    "speed": (_float(0.0), "replay speed factor (1: recorded pace, 0: as fast as possible)"),
-    "history": (_int(1, 100_000), "bars kept per symbol for snapshots and /api/candles"),
-    "client_queue": (_int(2, 1_000_000), "per-client bound on pending updates before 1013"),
-    "max_clients": (_int(1, 1_000_000), "WebSocket clients at once"),
-    "bridge_size": (_int(1, 10_000_000), "candles buffered between the producer thread and the loop"),
-    "role": (_choice(ROLES), "all (one process), ingest (source -> Redis), edge (Redis -> clients); see Scaling"),
-    "redis_url": (_str, "Redis for --role ingest/edge: redis://[user:pass@]host:port[/db], rediss:// or unix://"),
-    "redis_prefix": (_str, "prefix of every Redis key the backplane uses (one per candlecast deployment)"),
-    "stream_maxlen": (_int(1000, 100_000_000), "approximate Redis Stream retention, entries (XADD MAXLEN ~)"),
-    "lease_ttl": (_float(0.1, 600.0), "ingest leader lease, seconds: a standby takes over this long after a crash"),
-    "ingest_buffer": (_int(1, 10_000_000), "candles an ingest buffers while Redis is unreachable (oldest dropped)"),
-    "origins": (_list, "allowed WebSocket Origin values, comma-separated (empty: any)"),
-    "tokens": (_list, "access tokens, comma-separated (empty: no auth)"),
-    "log_level": (_choice(LOG_LEVELS), "log level"),
-    "root_path": (_str, "path prefix the app is mounted under behind a proxy, e.g. /candlecast"),
-    "ws_ping_interval": (_float(0.0), "seconds between WebSocket pings to clients (0: off)"),
-    "ws_ping_timeout": (_float(0.0), "seconds to wait for a pong before dropping a client"),
-    "ws_direct": (
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything candlecast can be told. Defaults run the simulator on 127.0.0.1:8000.
+
+    Built by keyword (``Settings(port=0, rate=50.0)``) or by :func:`load`; validates itself
+    (:class:`SettingsError`), except that a plug-in ``format`` is resolved by :func:`check_format`."""
+
+    # -- server -------------------------------------------------------------------------------------
+    host: str = _setting("127.0.0.1", _str, "server", "interface to listen on")
+    port: int = _setting(8000, _int(0, 65535), "server", "TCP port (0: any free port)")
+    root_path: str = _setting(
+        "", _str, "server", "path prefix the app is mounted under behind a proxy, e.g. /candlecast"
+    )
+    loop: str = _setting(
+        "auto", _choice(("auto", "asyncio", "uvloop")), "server", "event loop (auto: uvloop when installed)"
+    )
+    ws_impl: str = _setting(
+        "websockets-sansio",
+        _choice(("websockets-sansio", "websockets", "wsproto")),
+        "server",
+        "uvicorn's WebSocket implementation",
+    )
+    ws_ping_interval: float = _setting(
+        20.0, _float(0.0), "server", "seconds between WebSocket pings to clients (0: off)"
+    )
+    ws_ping_timeout: float = _setting(
+        20.0, _float(0.0), "server", "seconds to wait for a pong before dropping a client"
+    )
+    ws_compression: bool = _setting(
+        False, parse_bool, "server", "permessage-deflate for clients (off: saves ~300 KiB/connection)"
+    )
+    ws_direct: bool = _setting(
+        True,
         parse_bool,
+        "server",
         "write caught-up clients' frames straight to their sockets, one write per pump step (needs"
         " --ws-impl websockets-sansio, no compression)",
-    ),
-    "ws_compression": (parse_bool, "permessage-deflate for clients (off: saves ~300 KiB/connection)"),
-    "stale_after": (_float(0.1), "seconds without upstream data before /readyz reports stale"),
-    "reconnect_min": (_float(0.01), "first upstream reconnect delay, seconds"),
-    "reconnect_max": (_float(0.01), "longest upstream reconnect delay, seconds"),
-    "chart_js": (_str, "the lightweight-charts ES module the dashboard loads (default: the one in the package)"),
-    "loop": (_choice(("auto", "asyncio", "uvloop")), "event loop (auto: uvloop when installed)"),
-    "ws_impl": (_choice(("websockets-sansio", "websockets", "wsproto")), "uvicorn's WebSocket implementation"),
-    "proxy_headers": (parse_bool, "trust X-Forwarded-* from --forwarded-allow-ips"),
-    "forwarded_allow_ips": (_str, "proxy addresses whose X-Forwarded-* headers are trusted"),
-    "jwt_secret": (_str, f"HS256 secret for signed tokens (JWT), at least {MIN_SECRET_BYTES} bytes"),
-    "jwt_public_key": (_str, "PEM file of the public key for RS256/ES256 signed tokens (JWT)"),
-    "jwt_algorithms": (_list, "JWT algorithms accepted (empty: HS256 with a secret, RS256,ES256 with a key)"),
-    "jwt_audience": (_str, "required JWT audience (aud), if set"),
-    "jwt_issuer": (_str, "required JWT issuer (iss), if set"),
-    "jwt_leeway": (_float(0.0, 300.0), "seconds of clock skew allowed on JWT exp and nbf"),
-    "auth_timeout": (_float(0.05, 60.0), "seconds a /ws client without a token has to send its auth message"),
-    "header_timeout": (_float(0.05, 3600.0), "seconds a connection has to send a complete HTTP request head"),
-    "max_header_bytes": (
+    )
+    header_timeout: float = _setting(
+        10.0, _float(0.05, 3600.0), "server", "seconds a connection has to send a complete HTTP request head"
+    )
+    max_header_bytes: int = _setting(
+        32 * 1024,
         _int(1024, 16 * 1024 * 1024),
+        "server",
         "bytes of an HTTP request head (request line and headers) before it is refused with 431",
-    ),
-    "max_headers": (_int(1, 10_000), "header lines in an HTTP request before it is refused with 431"),
-    "jwt_max_lifetime": (
-        _float(1.0, 10 * 365 * 86_400.0),
-        "longest a signed token (JWT) may live, seconds: exp - iat (or exp - now without iat) above it is refused",
-    ),
-    "snapshot_bytes": (
+    )
+    max_headers: int = _setting(
+        100, _int(1, 10_000), "server", "header lines in an HTTP request before it is refused with 431"
+    )
+    keepalive_timeout: int = _setting(
+        5, _int(1, 3600), "server", "seconds an idle keep-alive HTTP connection is kept open"
+    )
+    proxy_headers: bool = _setting(False, parse_bool, "server", "trust X-Forwarded-* from --forwarded-allow-ips")
+    forwarded_allow_ips: str = _setting(
+        "127.0.0.1", _str, "server", "proxy addresses whose X-Forwarded-* headers are trusted"
+    )
+    chart_js: str = _setting(
+        str(DEFAULT_CHART_JS),
+        _str,
+        "server",
+        "the lightweight-charts ES module the dashboard loads (default: the one in the package)",
+    )
+
+    # -- source -------------------------------------------------------------------------------------
+    source: Source = _setting(
+        "sim", _choice(SOURCES), "source", "upstream: sim (built-in simulator), ws (broker WebSocket), replay (JSONL)"
+    )
+    upstream: str | None = _setting(None, _str, "source", "broker WebSocket URL (ws:// or wss://), for --source ws")
+    format: str = _setting(
+        "seed",
+        _format,
+        "source",
+        f"upstream message format: {', '.join(formats.BUILTIN)}, a plug-in's name, or package.module:function",
+    )
+    subscribe: str | None = _setting(None, _str, "source", "JSON message sent to the broker on every (re)connect")
+    symbols: tuple[str, ...] = _setting(DEFAULT_SYMBOLS, _list, "source", "simulator symbols, comma-separated")
+    rate: float = _setting(20.0, _float(0.1, 1_000_000), "source", "simulator updates per second, all symbols together")
+    bar_seconds: float = _setting(60.0, _float(0.001), "source", "simulator bar length in seconds")
+    seed: int = _setting(1, _int(0, 2**63), "source", "simulator random seed")
+    base_interval: str | None = _setting(
+        None, _str, "source", "the source's bar interval, e.g. 1m (default: --bar-seconds for sim, else 1m)"
+    )
+    replay_file: str | None = _setting(None, _str, "source", "JSONL file for --source replay")
+    speed: float = _setting(
+        1.0, _float(0.0), "source", "replay speed factor (1: recorded pace, 0: as fast as possible)"
+    )
+    bridge_size: int = _setting(
+        65_536, _int(1, 10_000_000), "source", "candles buffered between the producer thread and the loop"
+    )
+    stale_after: float = _setting(
+        30.0, _float(0.1), "source", "seconds without upstream data before /readyz reports stale"
+    )
+    reconnect_min: float = _setting(0.5, _float(0.01), "source", "first upstream reconnect delay, seconds")
+    reconnect_max: float = _setting(30.0, _float(0.01), "source", "longest upstream reconnect delay, seconds")
+
+    # -- history ------------------------------------------------------------------------------------
+    history: int = _setting(500, _int(1, 100_000), "history", "bars kept per symbol for snapshots and /api/candles")
+    intervals: tuple[str, ...] = _setting(
+        DEFAULT_INTERVALS,
+        _list,
+        "history",
+        "bar intervals served, comma-separated, built from the base bars (UTC-aligned)",
+    )
+    backfill: int = _setting(
+        300,
+        _int(0, 100_000),
+        "history",
+        "bars of history per symbol and interval loaded at start (capped at --history): made up by the simulator, "
+        "fetched over the broker's REST API for --source ws when the format has a history half",
+    )
+    rest_url: str | None = _setting(
+        None,
+        _str,
+        "history",
+        "the broker's REST base URL for history, e.g. https://api.binance.com (default: the format's)",
+    )
+    rest_timeout: float = _setting(
+        10.0, _float(0.05, 300.0), "history", "seconds a history (REST) request may take to connect, and to answer"
+    )
+
+    # -- fan-out ------------------------------------------------------------------------------------
+    client_queue: int = _setting(1024, _int(2, 1_000_000), "fan-out", "per-client bound on pending updates before 1013")
+    max_clients: int = _setting(10_000, _int(1, 1_000_000), "fan-out", "WebSocket clients at once")
+    snapshot_bytes: int = _setting(
+        4 * 1024 * 1024,
         _int(64 * 1024, 1024**3),
+        "fan-out",
         "bytes of snapshots (history sent on connect or subscribe) one client may have queued; past it: error frame",
-    ),
-    "snapshot_rate": (
+    )
+    snapshot_rate: int = _setting(
+        20_000,
         _int(100, 100_000_000),
+        "fan-out",
         "snapshot bars per second one client may ask for (subscribe with history); past it: error frame",
-    ),
-    "keepalive_timeout": (_int(1, 3600), "seconds an idle keep-alive HTTP connection is kept open"),
-    "max_clients_per_ip": (_int(0, 1_000_000), "WebSocket clients per client address (0: no cap)"),
-}
+    )
+
+    # -- backplane ----------------------------------------------------------------------------------
+    role: Role = _setting(
+        "all",
+        _choice(ROLES),
+        "backplane",
+        "all (one process), ingest (source -> Redis), edge (Redis -> clients); see Scaling",
+    )
+    redis_url: str | None = _setting(
+        None,
+        _str,
+        "backplane",
+        "Redis for --role ingest/edge: redis://[user:pass@]host:port[/db], rediss:// or unix://",
+    )
+    redis_prefix: str = _setting(
+        "candlecast",
+        _str,
+        "backplane",
+        "prefix of every Redis key the backplane uses (one per candlecast deployment)",
+    )
+    stream_maxlen: int = _setting(
+        100_000,
+        _int(1000, 100_000_000),
+        "backplane",
+        "approximate Redis Stream retention, entries (XADD MAXLEN ~)",
+    )
+    lease_ttl: float = _setting(
+        5.0,
+        _float(0.1, 600.0),
+        "backplane",
+        "ingest leader lease, seconds: a standby takes over this long after a crash",
+    )
+    ingest_buffer: int = _setting(
+        100_000,
+        _int(1, 10_000_000),
+        "backplane",
+        "candles an ingest buffers while Redis is unreachable (oldest dropped)",
+    )
+
+    # -- access -------------------------------------------------------------------------------------
+    origins: tuple[str, ...] = _setting(
+        (), _list, "access", "allowed WebSocket Origin values, comma-separated (empty: any)"
+    )
+    tokens: tuple[str, ...] = _setting(
+        (), _list, "access", "access tokens, comma-separated (empty: no auth)", secret=True
+    )
+    max_clients_per_ip: int = _setting(
+        0, _int(0, 1_000_000), "access", "WebSocket clients per client address (0: no cap)"
+    )
+    auth_timeout: float = _setting(
+        5.0, _float(0.05, 60.0), "access", "seconds a /ws client without a token has to send its auth message"
+    )
+    jwt_secret: str | None = _setting(
+        None,
+        _str,
+        "access",
+        f"HS256 secret for signed tokens (JWT), at least {MIN_SECRET_BYTES} bytes",
+        secret=True,
+    )
+    jwt_public_key: str | None = _setting(
+        None, _str, "access", "PEM file of the public key for RS256/ES256 signed tokens (JWT)"
+    )
+    jwt_algorithms: tuple[str, ...] = _setting(
+        (), _list, "access", "JWT algorithms accepted (empty: HS256 with a secret, RS256,ES256 with a key)"
+    )
+    jwt_audience: str | None = _setting(None, _str, "access", "required JWT audience (aud), if set")
+    jwt_issuer: str | None = _setting(None, _str, "access", "required JWT issuer (iss), if set")
+    jwt_leeway: float = _setting(5.0, _float(0.0, 300.0), "access", "seconds of clock skew allowed on JWT exp and nbf")
+    jwt_max_lifetime: float = _setting(
+        86_400.0,
+        _float(1.0, 10 * 365 * 86_400.0),
+        "access",
+        "longest a signed token (JWT) may live, seconds: exp - iat (or exp - now without iat) above it is refused",
+    )
+
+    # -- logging ------------------------------------------------------------------------------------
+    log_level: str = _setting("info", _choice(LOG_LEVELS), "logging", "log level")
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+#: Every setting's :class:`Option`, by field name, in declaration order (derived from the fields;
+#: a field declared without :func:`_setting` fails here, at import).
+OPTIONS: Final[Mapping[str, Option]] = MappingProxyType({f.name: f.metadata[_OPTION] for f in fields(Settings)})
+#: The settings whose default is ``None``: for these an empty flag or variable means "not set".
+OPTIONAL: Final = frozenset(f.name for f in fields(Settings) if f.default is None)
+#: ``name -> (converter, help)``, derived from :data:`OPTIONS` for tests/unit/test_properties.py;
+#: not a second table (nothing is declared here), to go once that test reads :data:`OPTIONS`.
+_OPTIONS: Final = {name: (option.convert, option.help) for name, option in OPTIONS.items()}
 
 
 def _flag(name: str) -> str:
@@ -270,8 +391,24 @@ def interval_set(s: Settings) -> IntervalSet:
     return IntervalSet.build(base, tuple(parse_interval(name) for name in s.intervals))
 
 
+def check_format(s: Settings) -> None:
+    """Resolve ``s.format`` and its history half, as the sources will: the start-up check.
+
+    A built-in name needs nothing; a plug-in's name or an import string imports its module
+    here (its import-time code runs, in the calling thread). Raises :class:`SettingsError`,
+    one line naming ``--format``, when it names no usable format. ``python -m candlecast`` and
+    ``Service`` call it once each, at start-up; :class:`Settings` itself never does."""
+    if formats.builtin_name(s.format) is not None:
+        return
+    try:
+        formats.resolve(s.format)
+        formats.history(s.format)
+    except formats.FormatError as exc:
+        raise _fail("format", str(exc)) from None
+
+
 def _validate(s: Settings) -> None:
-    """Cross-field checks; single-field ranges are checked by the converters."""
+    """Cross-field checks; single-field ranges are checked by the converters. Imports nothing."""
     try:
         interval_set(s)
     except IntervalError as exc:
@@ -285,11 +422,6 @@ def _validate(s: Settings) -> None:
         raise _fail("rest_url", f"must be an http:// or https:// URL, got {s.rest_url[:60]!r}")
     if s.source == "replay" and not s.replay_file:
         raise _fail("replay_file", "required with --source replay")
-    try:
-        formats.resolve(s.format)
-        formats.history(s.format)
-    except formats.FormatError as exc:
-        raise _fail("format", str(exc)) from None
     if s.subscribe is not None:
         try:
             orjson.loads(s.subscribe)
@@ -341,42 +473,45 @@ def _validate_jwt(s: Settings) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--flag`` per setting; values stay strings until :func:`load` converts them."""
+    """Add one ``--flag`` per setting, in one argument group per :data:`GROUPS` entry (so ``--help``
+    shows them grouped); values stay strings until :func:`load` converts them."""
+    groups = {name: parser.add_argument_group(name, description) for name, description in GROUPS.items()}
     defaults = Settings()
-    for name, (_, help_text) in _OPTIONS.items():
+    for name, option in OPTIONS.items():
         default = getattr(defaults, name)
         shown = ",".join(default) if isinstance(default, tuple) else default
-        parser.add_argument(
+        groups[option.group].add_argument(
             _flag(name),
             dest=name,
             metavar=name.upper(),
             default=None,
-            help=f"{help_text} [env {_env(name)}; default {shown!r}]",
+            help=f"{option.help} [env {_env(name)}; default {shown!r}]",
         )
 
 
 def load(args: argparse.Namespace | Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
-    """Build :class:`Settings` from parsed flags and the environment; raises :class:`SettingsError`."""
+    """Build :class:`Settings` from parsed flags and the environment; raises :class:`SettingsError`.
+    Imports no plug-in code: call :func:`check_format` at start-up for that."""
     given = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     values: dict[str, Any] = {}
-    for name, (conv, _) in _OPTIONS.items():
+    for name, option in OPTIONS.items():
         text = given.get(name)
         if text is None:
             text = environ.get(_env(name))
         if text is None:
             continue
+        if text == "" and name in OPTIONAL:
+            values[name] = None  # an empty value means "not set"
+            continue
         try:
-            values[name] = conv(text)
+            values[name] = option.convert(text)
         except ValueError as exc:
             raise _fail(name, str(exc)) from None
-    for name in (*_OPTIONAL, *_JWT_OPTIONAL):
-        if values.get(name) == "":
-            values[name] = None  # an empty variable means "not set"
     return Settings(**values)
 
 
 def from_argv(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
-    """Parse server flags (no sub-command) into :class:`Settings`."""
+    """Parse server flags (no sub-command) into :class:`Settings` (no plug-in import: see :func:`check_format`)."""
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="candlecast")
