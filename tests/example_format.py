@@ -8,7 +8,7 @@ message, prices as strings -- plus ``{"type": "heartbeat"}`` and, for a refused 
 
 from __future__ import annotations
 
-from candlecast.model.candle import Candle, MalformedMessage, make_candle
+from candlecast import Candle, MalformedMessage, make_candle
 
 
 def parse(msg: object) -> list[Candle]:
