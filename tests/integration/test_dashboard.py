@@ -78,7 +78,7 @@ async def last_bar(page: Page, symbol: str) -> Any:
 
 async def wait_live(page: Page, frames: int = 3) -> None:
     await page.wait_for_function(
-        "(n) => window.candlecast && window.candlecast.status === 'live' && window.candlecast.wire.frames > n",
+        "(n) => window.candlecast && window.candlecast.status === 'live' && window.candlecast.frames > n",
         arg=frames,
         timeout=TIMEOUT_MS,
     )
@@ -151,7 +151,7 @@ async def test_page_reconnects_after_a_server_restart_without_duplicate_bars() -
             await page.goto(cc.url + "/?symbol=AAA")
             await wait_live(page)
         await page.wait_for_function("() => window.candlecast.status !== 'live'", timeout=TIMEOUT_MS)
-        frames = await page.evaluate("() => window.candlecast.wire.frames")
+        frames = await page.evaluate("() => window.candlecast.frames")
         async with candlecast(SIM, port=port):
             await wait_live(page, frames + 3)
             assert await page.locator("#notice").is_hidden(), "live again: the outage notice is cleared"
@@ -191,7 +191,7 @@ async def test_page_says_so_when_the_token_is_refused(query: str) -> None:
         await page.goto(cc.url + "/" + query)
         text = await notice_says(page, "refused")  # the final explanation, whatever came first
         assert "token" in text
-        assert await page.evaluate("() => window.candlecast.wire.frames") == 0
+        assert await page.evaluate("() => window.candlecast.frames") == 0
         assert await page.locator("#status").text_content() != "live"
         assert errors.messages == []
 
@@ -209,7 +209,7 @@ async def test_a_refused_token_is_explained_after_a_reconnect_and_the_notice_cle
             assert await page.locator("#notice").is_hidden()
         async with candlecast(dataclasses.replace(SIM, tokens=("rotated",)), port=port):
             assert "token" in await notice_says(page, "refused")
-        frames = await page.evaluate("() => window.candlecast.wire.frames")
+        frames = await page.evaluate("() => window.candlecast.frames")
         async with candlecast(good, port=port):
             await wait_live(page, frames + 1)
             assert await page.locator("#notice").is_hidden()
@@ -235,7 +235,7 @@ async def test_frames_that_are_not_json_are_counted_and_error_frames_are_shown()
         text = await notice_says(page, "unknown op 'frobnicate'")
         assert "bad_op" in text
         await page.wait_for_function("() => window.candlecast.badFrames === 2", timeout=TIMEOUT_MS)
-        frames = await page.evaluate("() => window.candlecast.wire.frames")
+        frames = await page.evaluate("() => window.candlecast.frames")
         await wait_live(page, frames + 3)  # still live on the same socket
         assert len(routes) == 1
         assert errors.messages == []
@@ -398,7 +398,7 @@ async def test_switching_the_interval_of_one_grid_chart_leaves_the_others_alone(
             "() => new URLSearchParams(location.search).get('symbols') === 'AAA,BBB@5m,CCC@1h'", timeout=TIMEOUT_MS
         )
         # only CCC was re-seeded (once more); the others go on, live on the same socket
-        frames = await page.evaluate("() => window.candlecast.wire.frames")
+        frames = await page.evaluate("() => window.candlecast.frames")
         await wait_live(page, frames + 3)
         seeds = await page.evaluate(
             "() => Object.fromEntries([...window.candlecast.charts].map(([k, c]) => [k, c.seeds]))"
