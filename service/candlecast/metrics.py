@@ -35,14 +35,15 @@ def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 class Collector(_Collector):
     """Reads the live objects at scrape time."""
 
-    def __init__(self, stats: Stats, hub: Hub, feed_metrics: Callable[[], Iterable[Metric]]) -> None:
+    def __init__(self, stats: Stats, hub: Hub | None, feed_metrics: Callable[[], Iterable[Metric]]) -> None:
         self.stats = stats
         self.hub = hub
         self.feed_metrics = feed_metrics
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
-        yield gauge("clients", "WebSocket clients connected now", self.hub.clients)
+        hub = self.hub  # None in an ingest, which serves no client
+        yield gauge("clients", "WebSocket clients connected now", hub.clients if hub is not None else 0)
         yield counter("clients_connected", "WebSocket clients accepted since start", s.clients_total)
         yield counter(
             "clients_rejected", "WebSocket clients refused (full, auth, origin, bad query)", s.rejected_clients
@@ -59,7 +60,9 @@ class Collector(_Collector):
             "Subscribes refused for the client's snapshot budget (--snapshot-bytes, --snapshot-rate)",
             s.snapshots_refused,
         )
-        yield gauge("client_queue_items", "Items pending across all client queues", self.hub.pending())
+        yield gauge(
+            "client_queue_items", "Items pending across all client queues", hub.pending() if hub is not None else 0
+        )
         yield from self.feed_metrics()
         yield HistogramMetricFamily(
             "candlecast_delivery_latency_seconds",

@@ -176,3 +176,38 @@ async def test_producer_thread_failure_is_kept_and_ends_the_stream(caplog: pytes
     assert isinstance(thread.error, RuntimeError)
     assert "producer thread failed" in caplog.text
     assert await thread.stop() is True
+
+
+async def test_an_event_signalled_by_the_thread_wakes_the_waiting_loop_without_a_candle() -> None:
+    """A reconnect's gap crosses through the bridge too: get_batch returns (empty), and the
+    event is taken once, in order; a signal after close is dropped."""
+    bridge: Bridge[int] = Bridge(maxsize=8)
+
+    async def wait() -> list[int]:
+        return await bridge.get_batch()
+
+    async with anyio.create_task_group() as tg:
+        got: list[list[int]] = []
+
+        async def getter() -> None:
+            got.append(await wait())
+
+        tg.start_soon(getter)
+        await anyio.wait_all_tasks_blocked()
+        def signal_two() -> None:
+            bridge.signal("gap-1")
+            bridge.signal("gap-2")
+
+        t = threading.Thread(target=signal_two)
+        t.start()
+    t.join()
+    assert got == [[]]
+    assert bridge.take_events() == ["gap-1", "gap-2"]
+    assert bridge.take_events() == []
+    bridge.put(1)
+    bridge.signal("gap-3")
+    assert await bridge.get_batch() == [1]  # candles first, the event stays for the taker
+    assert bridge.take_events() == ["gap-3"]
+    bridge.close()
+    bridge.signal("late")
+    assert bridge.take_events() == []

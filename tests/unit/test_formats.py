@@ -15,7 +15,7 @@ from candlecast.formats.binance import parse_binance
 from candlecast.formats.okx import parse_okx
 from candlecast.formats.registry import ENTRY_POINT_GROUP, FormatError, resolve
 from candlecast.model.candle import Candle
-from candlecast.settings import Settings, SettingsError, load
+from candlecast.settings import Settings, SettingsError, check_format, load
 from candlecast.upstream.source import Normalizer
 from tests import example_format
 
@@ -92,8 +92,9 @@ def test_an_entry_point_that_fails_to_load_is_one_clear_line(site: Path) -> None
 def test_settings_resolve_the_format_once_and_name_the_flag() -> None:
     assert load({"format": "KRAKEN"}, {}).format == "kraken"
     assert load({}, {"CANDLECAST_FORMAT": "tests.example_format:parse"}).format == "tests.example_format:parse"
+    Settings(format="nope.module:parse")  # building settings imports no plug-in; the start-up check does
     with pytest.raises(SettingsError) as exc:
-        Settings(format="nope.module:parse")
+        check_format(Settings(format="nope.module:parse"))
     assert str(exc.value).startswith("invalid setting --format (CANDLECAST_FORMAT): format 'nope.module:parse': ")
 
 

@@ -10,7 +10,7 @@ import orjson
 
 from candlecast.fanout.hub import Hub
 from candlecast.fanout.stats import Stats
-from candlecast.feed.source import History, pump
+from candlecast.feed.base import Batch, BatchKind, pump
 from candlecast.model.candle import Candle
 from candlecast.model.intervals import IntervalSet, parse_interval
 from tests.conftest import DEADLINE
@@ -74,9 +74,9 @@ async def test_hub_merge_resyncs_every_client_with_its_snapshot() -> None:
 
 
 class _Feed:
-    """A feed of fixed batches: a plain one that inserts an older bar, then a History one."""
+    """A feed of fixed batches: a live one that inserts an older bar, then a history one."""
 
-    def __init__(self, batches: list[list[tuple[Candle, float]]]) -> None:
+    def __init__(self, batches: list[Batch]) -> None:
         self._batches = batches
 
     async def batches(self, limit: int) -> Any:
@@ -90,7 +90,7 @@ async def test_pump_resyncs_clients_after_a_plain_batch_that_inserted_bars() -> 
     hub.publish(bar("A", 5), 0.0)
     async with hub.subscribe(frozenset({"A"}), history=10) as sub:
         await drain(sub)
-        feed = _Feed([[(bar("A", 3), 0.0)], History([(bar("A", 4), 0.0)])])
+        feed = _Feed([Batch(BatchKind.LIVE, [(bar("A", 3), 0.0)]), Batch(BatchKind.HISTORY, [(bar("A", 4), 0.0)])])
         with anyio.fail_after(DEADLINE):
             await pump(feed, hub)  # type: ignore[arg-type]
         got: list[Any] = await drain(sub)

@@ -7,6 +7,6 @@ this package).
 - :mod:`.scripts`: the Lua scripts that make each write atomic and fenced.
 - :mod:`.link`: the redis-py client as the backplane uses it (no silent retries, cancellable calls).
 - :mod:`.lease`: which ingest leads (lease + fencing token).
-- :mod:`.ingest`: :class:`~.ingest.IngestFeed`, the source -> Redis publisher.
+- :mod:`.ingest`: :class:`~.ingest.IngestPublisher`, the source -> Redis publisher (not a feed: no hub reads it).
 - :mod:`.edge`: :class:`~.edge.EdgeFeed`, the Redis -> hub feed.
 """

@@ -1,10 +1,10 @@
 """The edge's feed: candles from the Redis Stream into this process's hub (``--role edge``).
 
-:class:`EdgeFeed` is a :class:`~candlecast.feed.source.Feed` with no upstream. Its :meth:`batches`
+:class:`EdgeFeed` is a :class:`~candlecast.feed.base.Feed` with no upstream. Its :meth:`batches`
 generator does the reading itself, in the pump's task (no thread, no extra task):
 
 1. **Snapshot.** The SNAPSHOT script reads every symbol's bars and the position ``(epoch, seq)``
-   they belong to in one atomic step; they go to the hub as a :class:`~candlecast.feed.source.Resync`
+   they belong to in one atomic step; they go to the hub as a :data:`~candlecast.feed.base.BatchKind.RESYNC` batch
    batch (the first one just fills it).
 2. **Live.** Blocking ``XREAD`` from the last delivered id ``<epoch>-<seq>``, at most ``limit``
    entries per call and one pump step per reply. Each entry is judged by the ingest's sequence
@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from ..fanout.stats import Histogram
-from ..feed.source import Ingest, Readiness, Resync
+from ..feed.base import Batch, BatchKind, Ingest, Readiness
 from ..metrics import counter, gauge
 from .codec import (
     BAD_REASONS,
@@ -90,19 +90,14 @@ class EdgeFeed:
         self._pace = Pace(RESYNC_EVERY)
         self._quiet = Quiet(LOG_EVERY)
 
-    def start(self) -> None:
-        pass
-
-    async def run(self) -> None:
-        return  # the reading happens in batches(), in the pump's task
-
-    async def batches(self, limit: int) -> AsyncIterator[list[Ingest]]:
+    async def batches(self, limit: int) -> AsyncIterator[Batch]:
         link = self.link
+        live = BatchKind.LIVE
         need_snapshot = True
         check_epoch = False
         gap: tuple[str, int, int] | None = None  # (id, epoch, seq) of an entry that broke the sequence
         while not link.closed:
-            resync: Resync | None = None
+            resync: Batch | None = None
             reply: Any = None
             try:
                 if need_snapshot:
@@ -145,13 +140,13 @@ class EdgeFeed:
             if not reply:
                 check_epoch = not link.closed  # idle: has the stream been recreated meanwhile?
                 continue
-            batch, gap = self._entries(reply)
-            if batch:
-                yield batch
+            items, gap = self._entries(reply)
+            if items:
+                yield Batch(live, items)
 
     # -- steps --------------------------------------------------------------------------------
 
-    async def _load(self) -> Resync | None:
+    async def _load(self) -> Batch | None:
         """Read the snapshot; ``None`` when Redis holds no backplane data (or the link closed).
         Unreadable bars are counted and left out."""
         reply = await self.link.call(self._snapshot([self.keys.meta, self.keys.symbols], [self.keys.bars]))
@@ -170,13 +165,13 @@ class EdgeFeed:
         candles, bad = snap.read()
         for refused in bad:
             self._refused(refused, "a bar of the snapshot")
-        resync = Resync((candle, now) for candle in candles)
+        resync = Batch(BatchKind.RESYNC, [(candle, now) for candle in candles])
         self.position = Position(snap.epoch, snap.seq)
         self.cursor = self.position.last_id
         self.loaded = True
         self.waiting = ""
         self.last_entry = now
-        log.info("backplane: snapshot of %d bar(s) at %s; live from there", len(resync), self.position.last_id)
+        log.info("backplane: snapshot of %d bar(s) at %s; live from there", len(resync.items), self.position.last_id)
         return resync
 
     async def _meta(self) -> tuple[int, int] | None:

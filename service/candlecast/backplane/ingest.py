@@ -1,7 +1,8 @@
-"""The ingest's feed: the upstream source published to the Redis Stream (``--role ingest``).
+"""The ingest: the upstream source published to the Redis Stream (``--role ingest``).
 
-:class:`IngestFeed` is a :class:`~candlecast.feed.source.Feed` whose :meth:`run` does the work in the
-runtime's task group; it yields nothing to the local hub (an ingest serves no client).
+:class:`IngestPublisher` is not a feed: no hub reads it (an ingest builds none, and serves no
+client). Its :meth:`~IngestPublisher.run` does the work in the runtime's task group, and it
+reports its readiness and metrics like a feed does (:class:`~candlecast.feed.base.Observed`).
 
 - **Lease.** Only the lease holder (:mod:`candlecast.backplane.lease`) runs the source, i.e.
   connects to the broker; a standby polls until the lease is free. After a Redis outage a standby
@@ -39,14 +40,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from ..feed.source import Ingest, Readiness, SourceFeed
+from ..feed.base import Readiness
+from ..feed.source import SourceFeed
 from ..metrics import counter, gauge
 from ..model.candle import Candle, encode
 from ..model.intervals import Aggregator
@@ -85,7 +87,7 @@ class Pending:
     text: str
 
 
-class IngestFeed:
+class IngestPublisher:
     """Source -> Redis Stream, for the lease holder. Create it in the event loop."""
 
     def __init__(self, settings: Settings, source_factory: Callable[[Settings], SourceFeed]) -> None:
@@ -120,19 +122,8 @@ class IngestFeed:
         self._deposed: str | None = None  # why this leader steps down
         self._term = anyio.CancelScope()  # the current term's task group
         self._scope = anyio.CancelScope()
-        self._stopped = anyio.Event()
 
-    # -- Feed ---------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        pass
-
-    async def batches(self, limit: int) -> AsyncIterator[list[Ingest]]:
-        """Nothing for the local hub: an ingest serves no client. Ends at :meth:`stop`."""
-        await self._stopped.wait()
-        nothing: tuple[list[Ingest], ...] = ()
-        for batch in nothing:
-            yield batch
+    # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> None:
         with self._scope:
@@ -150,8 +141,7 @@ class IngestFeed:
                     await self.link.close()
 
     async def stop(self) -> None:
-        """Cancel :meth:`run` (which stops the source and closes the client) and end :meth:`batches`."""
-        self._stopped.set()
+        """Cancel :meth:`run` (which stops the source and closes the client). Idempotent."""
         self.link.cancel()
         self._scope.cancel()
 
@@ -302,7 +292,7 @@ class IngestFeed:
             )
 
         async for batch in source.batches(FLUSH_MAX):
-            for candle, _received in batch:
+            for candle, _received in batch.items:  # live and history bars alike: edges merge by bar
                 stamp(candle)
                 if candle.i is None:
                     for aggregator in aggregators:

@@ -21,7 +21,7 @@ def build(settings: Settings) -> Source:
             backfill=min(settings.backfill, settings.history),
             higher=[(i.ms, i.name) for i in interval_set(settings).higher],
         )
-    normalizer = Normalizer(resolve(settings.format))  # Settings checked that it resolves
+    normalizer = Normalizer(resolve(settings.format))  # check_format resolved it at start-up
     if settings.source == "ws":
         from .websocket import WebSocketSource
 

@@ -4,8 +4,10 @@ The hand-off between threads lives here: sources run *in* the producer thread (a
 websocket source's library keeps its own reader thread), but only this module starts the
 producer thread and crosses from it into the loop. :class:`Bridge` has two faces, janus-style:
 
-* the sync face, :meth:`Bridge.put`, called in the producer thread;
-* the async face, :meth:`Bridge.get_batch`, awaited in the event loop (the hub's pump).
+* the sync face, :meth:`Bridge.put`, called in the producer thread, and :meth:`Bridge.signal`
+  for the rare event that is not a candle (a reconnect's gap, for the history fill);
+* the async face, :meth:`Bridge.get_batch`, awaited in the event loop (the hub's pump), and
+  :meth:`Bridge.take_events`.
 
 A put into an empty bridge schedules one ``loop.call_soon_threadsafe`` wake-up; the loop then
 drains everything pending in one batch, so a burst of N items costs one wake-up, not N. Nothing
@@ -62,6 +64,7 @@ class Bridge(Generic[T]):
         self._notified = False  # a wake-up is scheduled or the loop is draining
         self._closed = False
         self._interrupted = False  # loop side: the next get_batch returns even if empty
+        self._events: deque[object] = deque()  # signalled by the thread, taken by the loop
         #: Loop wake-ups scheduled by put (one per empty -> non-empty transition).
         self.wakeups = 0
         #: Puts that had to wait for room.
@@ -79,6 +82,19 @@ class Bridge(Generic[T]):
             if self._closed:
                 raise BridgeClosed
             self._items.append(item)
+            if self._notified:
+                return
+            self._notified = True
+            self.wakeups += 1
+        self._call_soon(self._ready.set)
+
+    def signal(self, event: object) -> None:
+        """Hand ``event`` (not a candle) to the loop: the waiting :meth:`get_batch` returns, and
+        :meth:`take_events` has it. Never blocks (events are rare and small). Producer thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._events.append(event)
             if self._notified:
                 return
             self._notified = True
@@ -107,12 +123,21 @@ class Bridge(Generic[T]):
                     return batch
                 if self._closed:
                     raise anyio.EndOfStream
+                if self._events:
+                    return []  # the caller takes them
                 if self._interrupted:
                     self._interrupted = False
                     return []
                 self._notified = False
                 self._ready.clear()
             await self._ready.wait()
+
+    def take_events(self) -> list[object]:
+        """Every event signalled since the last call, oldest first. Event loop."""
+        with self._lock:
+            events = list(self._events)
+            self._events.clear()
+        return events
 
     def interrupt(self) -> None:
         """Loop side: make the waiting (or the next) :meth:`get_batch` return, with an empty

@@ -29,8 +29,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..access.credentials import offered_token
 from ..access.guard import Guard, GuardCollector
 from ..access.tokens import Grant, TokenError
-from ..feed.source import FeedFactory
-from ..feeds import for_settings
 from ..metrics import CONTENT_TYPE_LATEST, render
 from ..model.intervals import IntervalError
 from ..model.streams import stream_name
@@ -65,10 +63,9 @@ class PageFiles(StaticFiles):
 class Service:
     """candlecast as an ASGI app (:attr:`asgi`). Nothing starts until the lifespan does."""
 
-    def __init__(self, settings: Settings, *, feed_factory: FeedFactory = for_settings) -> None:
+    def __init__(self, settings: Settings) -> None:
         check_format(settings)  # the start-up check: a plug-in format is imported (or refused) here, once
         self.settings = settings
-        self._feed_factory = feed_factory
         self._runtime: Runtime | None = None
         #: Token checks and client limits; uvicorn's protocols count into it (see server.config).
         self.guard = Guard(settings)
@@ -106,7 +103,7 @@ class Service:
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with running(self.settings, self._feed_factory) as runtime:
+        async with running(self.settings) as runtime:
             runtime.registry.register(GuardCollector(self.guard))
             self._runtime = runtime
             try:
@@ -117,9 +114,9 @@ class Service:
     async def drain(self) -> None:
         """End every client with 1001 and wait (bounded) until their sessions have closed."""
         runtime = self._runtime
-        if runtime is None:
+        if runtime is None or runtime.served is None:  # not started, or an ingest: no clients
             return
-        hub = runtime.hub
+        hub = runtime.served
         log.info("draining %d client(s)", hub.clients)
         hub.close()
         with anyio.move_on_after(DRAIN_TIMEOUT):
@@ -145,7 +142,7 @@ class Service:
         Redis's address and an error text: for operators, who reach candlecast's own port).
         ``?brief`` answers the status alone; the nginx recipes ask for that on the public
         ``/readyz``, whatever the client sent."""
-        state = self.runtime.feed.readiness(time.monotonic())
+        state = self.runtime.intake.readiness(time.monotonic())
         if "brief" in request.query_params:
             ready = state.reason is None
             return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
