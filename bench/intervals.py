@@ -21,10 +21,12 @@ import statistics
 import time
 from contextlib import AsyncExitStack
 
-from candlecast.fanout.hub import Hub, Subscriber
+from candlecast.fanout.hub import Hub
 from candlecast.fanout.stats import Stats
+from candlecast.fanout.subscriber import Subscriber
 from candlecast.model.candle import Candle
 from candlecast.model.intervals import IntervalSet, parse_interval
+from candlecast.wire.encoder import ENCODER
 
 SYMBOLS = [f"SYM{i}" for i in range(8)]
 T0 = 1_699_999_200_000
@@ -44,7 +46,7 @@ def feed(n: int) -> list[Candle]:
 
 async def run(intervals: list[str], clients: int, candles: list[Candle]) -> float:
     iset = IntervalSet.build(parse_interval("1m"), tuple(parse_interval(n) for n in intervals))
-    hub = Hub(history=500, client_queue=4096, max_clients=100_000, stats=Stats(), intervals=iset)
+    hub = Hub(history=500, client_queue=4096, max_clients=100_000, stats=Stats(), encoder=ENCODER, intervals=iset)
     names = iset.names
     async with AsyncExitStack() as stack:
         subs: list[Subscriber] = []

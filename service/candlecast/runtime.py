@@ -33,6 +33,7 @@ from .feed.base import Feed, Observed, pump
 from .feed.source import SourceFeed
 from .metrics import Collector, make_registry
 from .settings import Settings, interval_set
+from .wire.encoder import ENCODER
 
 if TYPE_CHECKING:
     from .history.filler import HistoryFiller
@@ -81,6 +82,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             client_queue=settings.client_queue,
             max_clients=settings.max_clients,
             stats=stats,
+            encoder=ENCODER,
             intervals=interval_set(settings),
             aggregate=settings.role != "edge",
             snapshot_bytes=settings.snapshot_bytes,

@@ -257,7 +257,7 @@ async def test_a_client_that_does_not_read_cannot_make_the_server_queue_snapshot
                 await attacker.send(CYCLES)
             with anyio.fail_after(DEADLINE):
                 await asked.wait()
-            queued = [sub._snapshot_bytes for sub in hub._subscribers]
+            queued = [sub.snapshot_bytes for sub in hub._subscribers]
             assert len(queued) == 10 and max(queued) <= max(budget, size), queued
             assert rss() - before < 24 * MIB, (rss() - before) / MIB
         assert await cc.metric("candlecast_snapshots_refused_total") >= 10 * 15

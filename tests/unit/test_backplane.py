@@ -28,6 +28,7 @@ from candlecast.backplane.pace import Pace, Quiet
 from candlecast.fanout.hub import Hub
 from candlecast.fanout.stats import Stats
 from candlecast.model.candle import Candle, encode
+from candlecast.wire.encoder import ENCODER
 from tests.conftest import DEADLINE
 
 # -- ids and entries ---------------------------------------------------------------------------
@@ -243,7 +244,7 @@ def test_a_fencing_token_names_its_instance_so_tokens_differ_after_a_counter_res
 
 async def test_hub_resync_replaces_the_bars_and_re_snapshots_every_client() -> None:
     """A resync reply, then the new snapshot; nothing of the load goes out as live candles."""
-    hub = Hub(stats=Stats(), history=10)
+    hub = Hub(stats=Stats(), encoder=ENCODER, history=10)
     c = [Candle("AAA", i, i, 1.0, 2.0, 0.5, 1.5) for i in range(3)]
     hub.publish(c[0], 0.0)
     async with hub.subscribe(None, history=10) as sub:

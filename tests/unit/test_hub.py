@@ -9,9 +9,12 @@ import orjson
 import pytest
 from anyio.lowlevel import checkpoint
 
-from candlecast.fanout.hub import Hub, HubClosed, HubFull, Reply, Subscriber, SubscriptionState
+from candlecast.fanout.hub import Hub, HubClosed, HubFull
+from candlecast.fanout.items import Reply
 from candlecast.fanout.stats import Stats
+from candlecast.fanout.subscriber import Ending, Subscriber, SubscriptionState
 from candlecast.model.candle import Candle, encode
+from candlecast.wire.encoder import ENCODER
 from tests.conftest import DEADLINE
 
 
@@ -20,7 +23,7 @@ def bar(s: str, ot: int, c: float = 1.0, t: int | None = None) -> Candle:
 
 
 def make_hub(**kwargs: Any) -> Hub:
-    return Hub(stats=Stats(), **kwargs)
+    return Hub(stats=Stats(), encoder=ENCODER, **kwargs)
 
 
 async def drain(sub: Subscriber) -> list[Any]:
@@ -64,7 +67,7 @@ async def test_next_batch_is_none_once_the_hub_ends_the_subscriber() -> None:
     hub = make_hub()
     async with hub.subscribe(None) as sub:
         hub.publish(bar("A", 1), 0.0)
-        sub.end(1008, "test")
+        sub.end(Ending.ABUSE, "test")
         assert await sub.next_batch() is None
 
 
@@ -145,7 +148,7 @@ async def test_subscriber_past_the_bound_is_ended_with_1013() -> None:
             hub.publish(bar("A", ot), 0.0)
             await drain(ok)
         assert slow.state is SubscriptionState.ENDED
-        assert (slow.close_code, ended) == (1013, [True])
+        assert (slow.ending, ended) == (Ending.SLOW, [True])
         assert "slow" in slow.close_reason
         assert hub.stats.slow_disconnects == 1
         assert hub.clients == 2  # still registered until its session leaves
@@ -200,7 +203,7 @@ async def test_close_ends_everyone_with_1001_and_wait_idle_returns_when_they_lea
             started.set()
             while (await sub.next_batch()) is not None:
                 pass
-            assert sub.close_code == 1001
+            assert sub.ending is Ending.SHUTDOWN
         left.set()
 
     async with anyio.create_task_group() as tg:
@@ -219,7 +222,7 @@ async def test_reply_into_a_full_queue_ends_the_client() -> None:
     async with hub.subscribe(None) as sub:
         sub.queue(Reply("{}"))  # snapshot + 1 reply = the bound
         sub.queue(Reply("{}"))
-        assert sub.close_code == 1013
+        assert sub.ending is Ending.SLOW
         await checkpoint()
 
 
@@ -300,7 +303,7 @@ async def test_an_ended_direct_client_takes_nothing_more() -> None:
         await drain(sub)
         with anyio.fail_after(DEADLINE):
             assert await sub.next_batch() is None
-        sub.end(1001, "bye")
+        sub.end(Ending.SHUTDOWN, "bye")
         update = hub.publish(bar("A", 1), 0.0)  # routed to nobody: the hub dropped it
         assert update is not None
         direct.writable = False  # so a late offer would have to queue

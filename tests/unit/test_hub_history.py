@@ -13,6 +13,7 @@ from candlecast.fanout.stats import Stats
 from candlecast.feed.base import Batch, BatchKind, pump
 from candlecast.model.candle import Candle
 from candlecast.model.intervals import IntervalSet, parse_interval
+from candlecast.wire.encoder import ENCODER
 from tests.conftest import DEADLINE
 from tests.unit.test_hub import drain
 
@@ -30,7 +31,7 @@ def ots(hub: Hub, stream: str) -> list[int | float]:
 
 def test_hub_inserts_an_older_bar_in_order_and_replaces_a_held_one() -> None:
     """A missing older bar is inserted between its neighbours; a held one replaced in place."""
-    hub = Hub(stats=Stats(), history=10)
+    hub = Hub(stats=Stats(), encoder=ENCODER, history=10)
     for k in (1, 2, 6):
         hub.publish(bar("A", k), 0.0)
     hub.merge([(bar("A", k, c=1.5), 0.0) for k in (2, 3, 4, 5)])
@@ -40,7 +41,7 @@ def test_hub_inserts_an_older_bar_in_order_and_replaces_a_held_one() -> None:
 
 
 def test_hub_full_ring_drops_a_bar_older_than_all_and_evicts_the_oldest_for_an_insert() -> None:
-    hub = Hub(stats=Stats(), history=3)
+    hub = Hub(stats=Stats(), encoder=ENCODER, history=3)
     for k in (2, 4, 6):
         hub.publish(bar("A", k), 0.0)
     hub.publish(bar("A", 1), 0.0)  # older than everything kept: dropped
@@ -52,7 +53,12 @@ def test_hub_full_ring_drops_a_bar_older_than_all_and_evicts_the_oldest_for_an_i
 def test_hub_merge_corrects_the_aggregates_and_lets_the_brokers_bars_win() -> None:
     """Base bars merged behind live ones complete the open 5m bar; a 5m bar from the broker
     (tagged i=5m, after the base bars) replaces the built one of a closed bucket."""
-    hub = Hub(stats=Stats(), history=10, intervals=IntervalSet.build(parse_interval("1m"), (parse_interval("5m"),)))
+    hub = Hub(
+        stats=Stats(),
+        encoder=ENCODER,
+        history=10,
+        intervals=IntervalSet.build(parse_interval("1m"), (parse_interval("5m"),)),
+    )
     hub.publish(bar("A", 7, c=1.7), 0.0)
     hub.merge(
         [(bar("A", k, c=1.0 + k / 10), 0.0) for k in (3, 4, 5, 6)] + [(Candle("A", T, T, 9, 9, 9, 9, i="5m"), 0.0)]
@@ -63,7 +69,7 @@ def test_hub_merge_corrects_the_aggregates_and_lets_the_brokers_bars_win() -> No
 
 async def test_hub_merge_resyncs_every_client_with_its_snapshot() -> None:
     """A client gets {"op":"resync"} and then its whole history, in order, after a merge."""
-    hub = Hub(stats=Stats(), history=10)
+    hub = Hub(stats=Stats(), encoder=ENCODER, history=10)
     hub.publish(bar("A", 5), 0.0)
     async with hub.subscribe(frozenset({"A"}), history=10) as sub:
         await drain(sub)
@@ -86,7 +92,7 @@ class _Feed:
 
 async def test_pump_resyncs_clients_after_a_plain_batch_that_inserted_bars() -> None:
     """An edge reads an ingest's gap fill as plain candles: the pump re-snapshots after it."""
-    hub = Hub(stats=Stats(), history=10)
+    hub = Hub(stats=Stats(), encoder=ENCODER, history=10)
     hub.publish(bar("A", 5), 0.0)
     async with hub.subscribe(frozenset({"A"}), history=10) as sub:
         await drain(sub)

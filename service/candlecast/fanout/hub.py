@@ -1,121 +1,49 @@
-"""The hub: latest state and recent bars per symbol, and fan-out to every subscriber.
+"""The hub: latest state and recent bars per stream, and the fan-out to every subscriber.
 
 Runs in the event loop only, and never awaits a client. :meth:`Hub.publish` encodes each
-candle once into an :class:`Update` that every subscriber shares, and offers it to each
-subscriber of its symbol with ``send_nowait`` on that subscriber's bounded anyio memory stream.
+candle once, with the :class:`~candlecast.fanout.items.Encoder` it is given (the wire's), into an
+:class:`~candlecast.fanout.items.Update` that every subscriber shares, and gives it to each
+subscriber of its stream: on the direct path in this pump step when the client is caught up
+(:mod:`candlecast.fanout.direct`, written by :meth:`Hub.flush`), otherwise into its bounded
+queue (:meth:`~candlecast.fanout.subscriber.Subscriber.offer`: the same-bar merge while behind,
+:class:`~candlecast.fanout.queue.ClientQueue`). A client whose queue is full is ended as
+:attr:`~candlecast.fanout.subscriber.Ending.SLOW` (counted as ``slow_disconnects``); its
+dashboard reconnects and re-syncs from the snapshot.
 
-Slow-client policy (per subscriber, see :meth:`Subscriber.offer`):
-
-* a client that keeps up gets every update. One that is behind -- half its bound or more
-  queued, i.e. it did not drain the previous pump step (the pump publishes at most half the
-  bound per step) -- has an update whose bar (same symbol and ``ot``) is still queued merged
-  into that queued entry: it gets the newest state of the bar at the bar's place in its queue,
-  never a stale intermediate state (counted as ``merged``);
-* when the client's stream is full (``client_queue`` pending items), the client is ended with
-  close code 1013 and a reason (counted as ``slow_disconnects``). Its dashboard reconnects and
-  re-syncs from the snapshot.
-
-Snapshot budget (per subscriber): the stream bounds items, and one snapshot item may hold
+Snapshot budget (per subscriber): the queue bounds items, and one snapshot item may hold
 thousands of bars, so snapshots are also bounded in **bytes queued** (``snapshot_bytes``) and,
 for those a client asks for (``subscribe``), in **bars per second** (``snapshot_rate``, a token
 bucket holding two seconds' worth). A subscribe past either is refused (the caller sends an
 error frame; nothing is subscribed); a snapshot the server queues by itself (a resync) onto a
-client that already has more than ``snapshot_bytes`` of snapshots unread ends it with 1013. The
+client that already has more than ``snapshot_bytes`` of snapshots unread ends it as slow. The
 connection's first snapshot is always queued (and charged).
 
-A subscriber's first item is its snapshot (the latest bar, or the last N bars, of each symbol
+A subscriber's first item is its snapshot (the latest bar, or the last N bars, of each stream
 it follows), taken in the same synchronous step that registers it: there is no gap and no
 duplicate between snapshot and live updates. :meth:`Hub.subscribe` is an async context manager
-that unregisters and closes both stream ends on exit. :meth:`Hub.close` ends every subscriber
-with 1001 and refuses new ones; it is idempotent.
+that unregisters the subscriber and releases its queue on exit. :meth:`Hub.close` ends every
+subscriber (:attr:`~candlecast.fanout.subscriber.Ending.SHUTDOWN`) and refuses new ones; it is
+idempotent. The hub knows nothing of the wire: close codes are the session's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Protocol
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..model.candle import Candle, encode
+from ..model.candle import Candle
 from ..model.intervals import Aggregator, IntervalSet
-from ..model.pacing import TokenBucket
 from ..model.streams import stream_name, stream_of
-from ..wire.frames import text_frame
-from ..wire.protocol import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN, resync_frame
+from . import direct
+from .items import Encoder, Reply, Snapshot, Update
 from .stats import Stats
+from .subscriber import Ending, SnapshotBudget, Subscriber, SubscriptionState
 
-Key = tuple[str, int | float]  # (stream, bar open time): one bar of one symbol in one interval
-
-
-class Update:
-    """One encoded candle, shared by every subscriber: its JSON ``text`` and its complete
-    WebSocket ``frame`` (for the direct path), each built once. Never mutated after creation."""
-
-    __slots__ = ("frame", "key", "message", "received", "text")
-
-    def __init__(self, key: Key, payload: bytes, received: float) -> None:
-        self.key = key
-        self.text = payload.decode()
-        self.frame = text_frame(payload)
-        self.received = received
-        #: Whatever the endpoint builds once to send this update, shared by its sessions (the
-        #: hub never reads it: the message shape is the endpoint's business).
-        self.message: object = None
-
-
-class DirectWrite(Protocol):
-    """What a connection offers for the direct path (see :mod:`candlecast.server.protocols`)."""
-
-    def ready(self) -> bool:
-        """Open and writable now (below the transport's high-water mark)."""
-        ...
-
-    def write(self, data: bytes) -> None:
-        """Write whole frames now."""
-
-
-class Reply:
-    """A control frame for one client (``subscribed``, ``pong``, ``error``)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-class _Snapshot:
-    """Bars a client is owed on (re)subscription, oldest first per symbol (queued as one item),
-    and their size in bytes (the texts are ASCII JSON)."""
-
-    __slots__ = ("size", "updates")
-
-    def __init__(self, updates: list[Update]) -> None:
-        self.updates = updates
-        self.size = sum(len(u.text) for u in updates)
-
-
-class SnapshotBudget:
-    """What snapshots one client may make the server hold and build: ``max_bytes`` queued at
-    once, and ``rate`` bars per second of those it asks for (a bucket of ``2 * rate``). Shared
-    settings of every subscriber of a hub; each subscriber keeps its own counts."""
-
-    __slots__ = ("burst", "max_bytes", "rate")
-
-    def __init__(self, max_bytes: int, rate: float) -> None:
-        self.max_bytes = max_bytes
-        self.rate = rate
-        self.burst = 2 * rate
-
-
-Outgoing = Update | Reply
-Queued = Update | Reply | _Snapshot
+__all__ = ["Hub", "HubClosed", "HubFull", "Subscription"]
 
 
 class HubClosed(Exception):
@@ -124,296 +52,6 @@ class HubClosed(Exception):
 
 class HubFull(Exception):
     """``max_clients`` subscribers are connected."""
-
-
-class SubscriptionState(enum.Enum):
-    OPEN = "open"
-    ENDED = "ended"
-
-
-class Subscriber:
-    """One client's subscription: its symbol filter, bounded stream and pending bars.
-
-    Two faces. The hub's: :meth:`offer` (live updates), :meth:`queue` (replies, snapshots) and
-    :meth:`end`. The client writer's: :meth:`next_batch`, which waits, drains and merges.
-    ``symbols`` is written by the hub only.
-
-    With a direct path (:meth:`go_direct`), a caught-up client holds no queue and no writer:
-    its bounded stream is created when something has to be queued, and its writer is started
-    then and ends (the stream with it) once the queue is empty. Without one, the session runs a
-    single writer that parks on the empty stream.
-    """
-
-    __slots__ = (
-        "_bound",
-        "_budget",
-        "_bucket",
-        "_busy",
-        "_dirty",
-        "_items",
-        "_last",
-        "_merge_from",
-        "_on_end",
-        "_out",
-        "_out_received",
-        "_receive",
-        "_replaced",
-        "_send",
-        "_snapshot_bytes",
-        "_start_writer",
-        "_stats",
-        "_unroute",
-        "_waiter",
-        "close_code",
-        "close_reason",
-        "direct",
-        "history",
-        "state",
-        "symbols",
-    )
-
-    def __init__(
-        self,
-        symbols: frozenset[str] | None,
-        history: int,
-        *,
-        bound: int,
-        stats: Stats,
-        on_end: Iterable[Callable[[], object]],
-        dirty: list[Subscriber] | None = None,
-        unroute: Callable[[Subscriber], object] | None = None,
-        budget: SnapshotBudget | None = None,
-    ) -> None:
-        self.symbols = symbols
-        self.history = history
-        self._bound = bound
-        self.state = SubscriptionState.OPEN
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self._stats = stats
-        self._on_end = tuple(on_end)
-        self._unroute = unroute
-        # The last queued entry of each bar, and merged replacements keyed by the queued entry
-        # they replace.
-        self._last: dict[Key, Update] = {}
-        self._replaced: dict[Update, Update] = {}
-        self._merge_from = max(1, bound // 2)
-        # The bounded stream, created on the first queued item (see _open).
-        self._send: MemoryObjectSendStream[Queued] | None = None
-        self._receive: MemoryObjectReceiveStream[Queued] | None = None
-        self._waiter: asyncio.Future[None] | None = None  # the writer, parked on an empty stream
-        self._items = 0  # items in the stream: offer/queue add, next_batch takes them all
-        #: The connection's direct path (see :meth:`go_direct`).
-        self.direct: DirectWrite | None = None
-        self._start_writer: Callable[[], object] | None = None
-        self._busy = False  # a writer started by _start_writer has not finished yet
-        self._out: list[bytes] | None = None  # frames due on the direct path in this pump step
-        self._out_received = 0.0
-        self._dirty = dirty if dirty is not None else []  # the hub's list of subscribers with _out
-        self._budget = budget
-        self._bucket: TokenBucket | None = None  # made on the first snapshot asked for
-        self._snapshot_bytes = 0  # of the snapshots in the stream
-
-    def go_direct(self, direct: DirectWrite, start_writer: Callable[[], object]) -> None:
-        """Serve this client through ``direct`` while it is caught up; ``start_writer`` starts a
-        writer task (one that loops on :meth:`next_batch`) whenever something is queued: now,
-        for the snapshot, and again each time the client falls behind."""
-        self.direct = direct
-        self._start_writer = start_writer
-        if self._items and not self._busy:
-            self._busy = True
-            start_writer()
-
-    # -- the hub's face ---------------------------------------------------------------------
-
-    def offer(self, update: Update) -> bool:
-        """Queue ``update`` without waiting. Returns False when the stream is full: the caller
-        must then :meth:`end` this subscriber.
-
-        While the client is behind (at least half its bound queued), an update of a bar that
-        is still queued replaces the content of that bar's last queued entry instead of taking
-        a new place.
-        """
-        out = self._out
-        if out is not None:  # on the direct path in this pump step already
-            out.append(update.frame)
-            self._out_received = update.received
-            return True
-        direct = self.direct
-        if direct is not None and not self._busy and direct.ready():
-            # caught up (nothing queued, no writer) and writable: write it in this pump step
-            self._out = [update.frame]
-            self._out_received = update.received
-            self._dirty.append(self)
-            return True
-        key = update.key
-        last = self._last.get(key)
-        if last is not None and self._items >= self._merge_from:
-            self._replaced[last] = update
-            self._stats.merged += 1
-            return True
-        send = self._send
-        if send is None:
-            if self.state is SubscriptionState.ENDED:
-                return True  # ended already (its stream is gone); the hub drops it from its routes
-            send = self._open()
-        try:
-            send.send_nowait(update)
-        except anyio.WouldBlock:
-            return False
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return True  # ended already; the hub drops it from its routes
-        self._last[key] = update
-        self._queued()
-        return True
-
-    def queue(self, item: Reply | _Snapshot) -> None:
-        """Queue a control reply or a snapshot; ends the client with 1013 if it is full, or if
-        a snapshot finds more than the budget's bytes of snapshots still unread."""
-        if self.state is not SubscriptionState.OPEN:
-            return
-        if type(item) is _Snapshot:
-            budget = self._budget
-            if budget is not None and self._snapshot_bytes and self._snapshot_bytes + item.size > budget.max_bytes:
-                self._stats.slow_disconnects += 1
-                self.end(CLOSE_TRY_AGAIN, "client too slow: snapshots unread")
-                return
-        send = self._send if self._send is not None else self._open()
-        try:
-            send.send_nowait(item)
-        except anyio.WouldBlock:
-            self._stats.slow_disconnects += 1
-            self.end(CLOSE_TRY_AGAIN, "client too slow: queue full")
-            return
-        if type(item) is _Snapshot:
-            self._snapshot_bytes += item.size
-        self._queued()
-
-    def affords(self, snapshot: _Snapshot, now: float) -> bool:
-        """Whether the client may have ``snapshot`` (one it asked for) now: its bars within
-        the rate, its bytes within what may be queued (any size when nothing is). Spends the
-        bars when it may."""
-        budget = self._budget
-        if budget is None:
-            return True
-        if self._snapshot_bytes and self._snapshot_bytes + snapshot.size > budget.max_bytes:
-            return False
-        bucket = self._bucket
-        if bucket is None:
-            bucket = self._bucket = TokenBucket(budget.rate, budget.burst, now)
-        return bucket.take(now, len(snapshot.updates))
-
-    def end(self, code: int, reason: str) -> None:
-        """Stop routing to this client and ask its session to close with ``code``. Idempotent."""
-        if self.state is SubscriptionState.ENDED:
-            return
-        self.state = SubscriptionState.ENDED
-        self.close_code = code
-        self.close_reason = reason
-        if self._send is not None:
-            self._send.close()
-        self._last.clear()
-        self._replaced.clear()
-        self._out = None
-        self._wake()
-        if self._unroute is not None:
-            self._unroute(self)
-        for callback in self._on_end:
-            callback()
-
-    @property
-    def pending(self) -> int:
-        """Items queued now (for metrics)."""
-        return self._items
-
-    def write_out(self, now: float, observe: Callable[[float], None]) -> int:
-        """Write this pump step's direct-path frames in one write; returns how many."""
-        out = self._out
-        self._out = None
-        if out is None or self.direct is None or self.state is SubscriptionState.ENDED:
-            return 0
-        self.direct.write(out[0] if len(out) == 1 else b"".join(out))
-        observe(now - self._out_received)
-        return len(out)
-
-    # -- the writer's face ------------------------------------------------------------------
-
-    async def next_batch(self) -> list[Outgoing] | None:
-        """Everything queued, oldest first, each bar in its newest merged state; parks until
-        something is queued. ``None`` once the hub has ended this subscriber -- or, on the
-        direct path, once nothing is queued: that writer's work is done (and the stream is
-        released).
-
-        One plain future per wake-up (set by the hub on the empty -> non-empty transition, like
-        the bridge), no checkpoint per item and no polling. Cancellable.
-        """
-        while not self._items:
-            if self.state is SubscriptionState.ENDED:
-                return None
-            if self._start_writer is not None:  # the direct path serves the client from now on
-                self._busy = False
-                self._release()
-                return None
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        if self.state is SubscriptionState.ENDED or self._receive is None:
-            return None
-        receive_nowait = self._receive.receive_nowait
-        last = self._last
-        replaced = self._replaced
-        out: list[Outgoing] = []
-        for _ in range(self._items):  # exactly what is queued: no WouldBlock on the hot path
-            item = receive_nowait()
-            if type(item) is Update:
-                key = item.key
-                if last.get(key) is item:
-                    del last[key]
-                out.append(replaced.pop(item, item) if replaced else item)
-            elif type(item) is _Snapshot:
-                out.extend(item.updates)
-                self._snapshot_bytes -= item.size
-            else:
-                assert type(item) is Reply
-                out.append(item)
-        self._items = 0
-        return out
-
-    # -- internals --------------------------------------------------------------------------
-
-    def _open(self) -> MemoryObjectSendStream[Queued]:
-        self._send, self._receive = anyio.create_memory_object_stream[Queued](self._bound)
-        return self._send
-
-    def _release(self) -> None:
-        """Drop the (empty) stream: a caught-up client on the direct path holds none."""
-        if self._send is not None and self._receive is not None:
-            self._send.close()
-            self._receive.close()
-        self._send = self._receive = None
-
-    def _queued(self) -> None:
-        """One more item in the stream: wake the parked writer, or start one."""
-        self._items += 1
-        if self._waiter is not None:
-            self._wake()
-        elif self._start_writer is not None and not self._busy:
-            self._busy = True
-            self._start_writer()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        self._waiter = None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def close(self) -> None:
-        """Close both stream ends, without a close code (the subscription is over). Idempotent."""
-        self.state = SubscriptionState.ENDED
-        self._start_writer = None
-        self._release()
 
 
 class Subscription:
@@ -445,12 +83,15 @@ class Hub:
         client_queue: int = 1024,
         max_clients: int = 10_000,
         stats: Stats,
+        encoder: Encoder,
         intervals: IntervalSet | None = None,
         aggregate: bool = True,
         snapshot_bytes: int = 4 * 1024 * 1024,
         snapshot_rate: float = 20_000,
     ) -> None:
         self.history = history
+        self._encode = encoder.update
+        self._encoder = encoder
         self.budget = SnapshotBudget(snapshot_bytes, snapshot_rate)
         self.client_queue = client_queue
         self.max_clients = max_clients
@@ -502,7 +143,8 @@ class Hub:
 
     def _publish(self, stream: str, candle: Candle, received: float, base: bool) -> Update:
         ot = candle.ot
-        update = Update((stream, ot), encode(candle), received)
+        text, frame = self._encode(candle)
+        update = Update((stream, ot), text, frame, received)
         bars = self._bars.get(stream)
         if bars is None:
             bars = self._bars[stream] = deque(maxlen=self.history)
@@ -513,19 +155,22 @@ class Hub:
         else:  # an older bar: fix it in place if kept, else insert it in order (history, a gap fill)
             self._place(bars, update, ot)
         slow: list[Subscriber] = []
-        if base:
-            for sub in self._wild:
-                if not sub.offer(update):
-                    slow.append(sub)
+        if base and self._wild:
+            self._fan(self._wild, update, slow)
         route = self._routes.get(stream)
         if route:
-            for sub in route:
-                if not sub.offer(update):
-                    slow.append(sub)
+            self._fan(route, update, slow)
         for sub in slow:
             self.stats.slow_disconnects += 1
-            sub.end(CLOSE_TRY_AGAIN, f"client too slow: more than {self.client_queue} updates pending")
+            sub.end(Ending.SLOW, f"client too slow: more than {self.client_queue} updates pending")
         return update
+
+    def _fan(self, subs: Iterable[Subscriber], update: Update, slow: list[Subscriber]) -> None:
+        """``update`` to each of ``subs``: directly in this step if caught up, else queued."""
+        take, dirty = direct.take, self._dirty
+        for sub in subs:
+            if not take(sub, update, dirty) and not sub.offer(update):
+                slow.append(sub)
 
     def _place(self, bars: deque[Update], update: Update, ot: int | float) -> None:
         """Put an older bar at its place in ``bars``: replace the one kept with the same open
@@ -566,10 +211,10 @@ class Hub:
         """Re-snapshot every subscriber: a ``{"op":"resync"}`` reply, then its snapshot; clears
         :attr:`behind`."""
         self.behind = False
-        frame = resync_frame()
+        frame = self._encoder.resync()
         for sub in list(self._subscribers):
             sub.queue(Reply(frame))
-            sub.queue(_Snapshot(self.snapshot(sub.symbols, sub.history)))
+            sub.queue(Snapshot(self.snapshot(sub.symbols, sub.history)))
 
     def resync(self, candles: Iterable[tuple[Candle, float]]) -> None:
         """Replace every bar with ``candles`` (oldest first per stream): :meth:`merge` into an
@@ -586,12 +231,7 @@ class Hub:
         dirty = self._dirty
         if not dirty:
             return
-        now = time.monotonic()
-        observe = self.stats.latency.observe
-        written = 0
-        for sub in dirty:
-            written += sub.write_out(now, observe)
-        dirty.clear()
+        written = direct.flush(dirty, time.monotonic(), self.stats.latency.observe)
         self.stats.candles_out += written
         self.stats.frames_out += written
         self.stats.direct_frames += written
@@ -614,7 +254,6 @@ class Hub:
             bound=self.client_queue,
             stats=self.stats,
             on_end=() if on_end is None else (on_end,),
-            dirty=self._dirty,
             unroute=self._unroute,  # a bound method: no reference cycle through the subscriber
             budget=self.budget,
         )
@@ -625,7 +264,7 @@ class Hub:
             raise HubClosed
         if len(self._subscribers) >= self.max_clients:
             raise HubFull
-        sub.queue(_Snapshot(self.snapshot(sub.symbols, sub.history)))
+        sub.queue(Snapshot(self.snapshot(sub.symbols, sub.history)))
         self._subscribers.add(sub)
         self._route(sub, sub.symbols)
         self.stats.clients_total += 1
@@ -646,7 +285,7 @@ class Hub:
         if sub.state is not SubscriptionState.OPEN:
             return True
         new = frozenset() if sub.symbols is None else frozenset(symbols) - sub.symbols
-        snapshot = _Snapshot(self.snapshot(new, sub.history)) if new else None
+        snapshot = Snapshot(self.snapshot(new, sub.history)) if new else None
         if snapshot is not None and not sub.affords(snapshot, time.monotonic() if now is None else now):
             self.stats.snapshots_refused += 1
             return False
@@ -727,7 +366,7 @@ class Hub:
             return
         self._closed = True
         for sub in list(self._subscribers):
-            sub.end(CLOSE_GOING_AWAY, "server shutting down")
+            sub.end(Ending.SHUTDOWN, "server shutting down")
         if not self._subscribers:
             self._idle.set()
 

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import cast
+from typing import Final, cast
 
 import anyio
 from starlette.types import Message, Receive, Scope, Send
@@ -41,8 +41,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from ..access.credentials import offered_token, origin_ok
 from ..access.guard import Guard
 from ..access.tokens import Grant, TokenError
-from ..fanout.hub import DirectWrite, Hub, HubClosed, HubFull, Reply, Subscriber, Update
+from ..fanout.hub import Hub, HubClosed, HubFull
+from ..fanout.items import DirectWrite, Reply, Update
 from ..fanout.stats import Stats
+from ..fanout.subscriber import Ending, Subscriber
 from ..model.pacing import TokenBucket
 from ..runtime import Runtime
 from ..server.protocols import DIRECT, DirectChannel
@@ -67,6 +69,13 @@ log = logging.getLogger(__name__)
 
 #: Most candles in one ``batch=1`` array frame.
 MAX_BATCH = 1000
+#: The close code for each way the server ends a session (RFC 6455 7.4 and candlecast's 4001).
+CLOSE_CODES: Final = {
+    Ending.SLOW: CLOSE_TRY_AGAIN,
+    Ending.SHUTDOWN: CLOSE_GOING_AWAY,
+    Ending.ABUSE: CLOSE_POLICY,
+    Ending.EXPIRED: CLOSE_TOKEN_EXPIRED,
+}
 #: Longest a session waits to send its close frame.
 CLOSE_TIMEOUT = 1.0
 #: Longest a session waits for a stalled client's socket to take its 1013 close frame.
@@ -180,10 +189,10 @@ async def _serve(runtime: Runtime, websocket: WebSocket, send: Send, guard: Guar
         await _close(websocket, CLOSE_GOING_AWAY, "server shutting down")
         return
     # Unsubscribed by now: a client still being closed holds no queue, only its socket.
-    if sub.close_code == CLOSE_TRY_AGAIN:
+    if sub.ending is Ending.SLOW:
         await _close_slow(websocket, sub.close_reason)
-    elif sub.close_code is not None:
-        await _close(websocket, sub.close_code, sub.close_reason)
+    elif sub.ending is not None:
+        await _close(websocket, CLOSE_CODES[sub.ending], sub.close_reason)
 
 
 def _direct_channel(scope: Scope) -> DirectWrite | None:
@@ -255,7 +264,7 @@ async def _expire(sub: Subscriber, expires: float, guard: Guard) -> None:
     """End the session when its token expires (close 4001)."""
     await anyio.sleep(max(0.0, expires - time.time()))
     guard.expired_sessions += 1
-    sub.end(CLOSE_TOKEN_EXPIRED, "token expired")
+    sub.end(Ending.EXPIRED, "token expired")
 
 
 async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats, grant: Grant, guard: Guard) -> None:
@@ -271,7 +280,7 @@ async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats,
             guard.rate_limited += 1
             limited += 1
             if limited > MAX_RATE_LIMITED:
-                sub.end(CLOSE_POLICY, "too many messages")
+                sub.end(Ending.ABUSE, "too many messages")
                 return
             sub.queue(Reply(error_frame(ProtocolError("rate_limited", f"at most {CONTROL_RATE:g} messages/s"))))
             continue
@@ -284,7 +293,7 @@ async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats,
             stats.client_errors += 1
             errors += 1
             if errors > MAX_ERRORS:
-                sub.end(CLOSE_POLICY, "too many bad messages")
+                sub.end(Ending.ABUSE, "too many bad messages")
                 return
             sub.queue(Reply(error_frame(exc)))
             continue
@@ -313,7 +322,7 @@ async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats,
                 stats.client_errors += 1
                 errors += 1  # a refused token is a bad message: no endless guessing on one socket
                 if errors > MAX_ERRORS:
-                    sub.end(CLOSE_POLICY, "too many bad messages")
+                    sub.end(Ending.ABUSE, "too many bad messages")
                     return
                 sub.queue(Reply(error_frame(exc)))
         else:
