@@ -6,6 +6,11 @@ instead, on the first SIGINT/SIGTERM: stops accepting, runs the ``drain`` it was
 application's: end every client with 1001, wait, bounded, until their sessions have closed), and
 only then lets uvicorn shut down (lifespan teardown stops the feed).
 A second SIGINT forces the exit; a repeated SIGTERM changes nothing.
+
+:func:`config` first checks the uvicorn installed (:func:`check_uvicorn`): candlecast's protocols
+(:mod:`candlecast.server.protocols`) override uvicorn's and read some of its internals, so another
+release than :data:`UVICORN_RANGE` (pinned the same in ``pyproject.toml``) refuses to start, in
+one line. Event-loop thread (the server's); holds nothing to close beyond uvicorn's own.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 from collections.abc import Awaitable, Callable, Generator
+from typing import Final
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -26,12 +33,42 @@ from .protocols import http_protocol, websocket_protocol
 
 log = logging.getLogger(__name__)
 
+#: The uvicorn releases :mod:`candlecast.server.protocols` was written against and is tested with:
+#: at least the first (major, minor), below the second. ``pyproject.toml`` pins the same range.
+UVICORN_RANGE: Final = ((0, 54), (0, 55))
+
+
+class UnsupportedUvicorn(RuntimeError):
+    """The uvicorn installed is outside :data:`UVICORN_RANGE`; the message is one line."""
+
+
+def uvicorn_requirement() -> str:
+    """:data:`UVICORN_RANGE` as a version specifier: ``>=0.54,<0.55``."""
+    (lo_major, lo_minor), (hi_major, hi_minor) = UVICORN_RANGE
+    return f">={lo_major}.{lo_minor},<{hi_major}.{hi_minor}"
+
+
+def check_uvicorn() -> None:
+    """Raise :class:`UnsupportedUvicorn` unless the uvicorn imported (its ``__version__``) is in
+    :data:`UVICORN_RANGE`."""
+    installed = uvicorn.__version__
+    release = re.match(r"(\d+)\.(\d+)", installed)
+    version = (int(release[1]), int(release[2])) if release else None
+    low, high = UVICORN_RANGE
+    if version is None or not low <= version < high:
+        raise UnsupportedUvicorn(
+            f"uvicorn {installed} is installed, but candlecast supports uvicorn{uvicorn_requirement()} only "
+            "(its protocols override uvicorn's internals): install a supported uvicorn"
+        )
+
 
 def config(app: ASGIApp, settings: Settings, *, guard: Guard | None = None) -> uvicorn.Config:
     """uvicorn's configuration for ``app``: candlecast's HTTP protocol (request timeout) and, for
     ``--ws-impl websockets-sansio``, its WebSocket protocol (quiet, counted protocol violations),
     both counting into ``guard`` (the service's: :attr:`candlecast.web.app.Service.guard`). Installs
-    the log filter that masks tokens, once uvicorn has set up its loggers."""
+    the log filter that masks tokens, once uvicorn has set up its loggers. Raises
+    :class:`UnsupportedUvicorn` for a uvicorn outside :data:`UVICORN_RANGE`."""
+    check_uvicorn()
     guard = guard if guard is not None else Guard(settings)
     ws = (
         websocket_protocol(guard, direct=settings.ws_direct)
