@@ -16,7 +16,6 @@ Everything else is internal and may change between releases.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClientError, ConfigError
@@ -24,14 +23,10 @@ from .formats.contract import HistoryFormat, Request, Wanted, rest_bar
 from .formats.shapes import epoch_ms, json_list, json_object
 from .model.candle import Candle, Format, MalformedMessage, make_candle
 from .settings import Settings, SettingsError
+from .version import __version__
 
 if TYPE_CHECKING:
     from .web.app import Service, create_app
-
-try:
-    __version__ = version("candlecast")  # pyproject.toml is the one place the version is written
-except PackageNotFoundError:  # imported from a checkout that was never installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "Candle",

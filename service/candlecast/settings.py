@@ -512,7 +512,7 @@ def load(args: argparse.Namespace | Mapping[str, str | None], environ: Mapping[s
 
 def from_argv(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     """Parse server flags (no sub-command) into :class:`Settings` (no plug-in import: see :func:`check_format`)."""
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(prog="candlecast")
     parser.add_argument("--version", action="version", version=f"candlecast {__version__}")

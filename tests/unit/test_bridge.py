@@ -194,6 +194,7 @@ async def test_an_event_signalled_by_the_thread_wakes_the_waiting_loop_without_a
 
         tg.start_soon(getter)
         await anyio.wait_all_tasks_blocked()
+
         def signal_two() -> None:
             bridge.signal("gap-1")
             bridge.signal("gap-2")
