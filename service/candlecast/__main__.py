@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from . import settings as settings_mod
 from .settings import SettingsError
 
+__all__ = ["main"]
+
 SWITCH_INTERVAL = 0.0005
 GC_THRESHOLDS = (2000, 20, 100)  # CPython's defaults: (700, 10, 10); see tune_gc()
 

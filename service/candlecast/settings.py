@@ -34,6 +34,30 @@ from .model.intervals import IntervalError, IntervalSet, parse_interval
 from .model.intervals import from_ms as interval_from_ms
 from .model.rules import is_symbol, parse_bool
 
+__all__ = [
+    "DEFAULT_CHART_JS",
+    "DEFAULT_INTERVALS",
+    "DEFAULT_SYMBOLS",
+    "ENV_PREFIX",
+    "GROUPS",
+    "LOG_LEVELS",
+    "OPTIONAL",
+    "OPTIONS",
+    "ROLES",
+    "SOURCES",
+    "Group",
+    "Option",
+    "Role",
+    "Settings",
+    "SettingsError",
+    "Source",
+    "add_arguments",
+    "check_format",
+    "from_argv",
+    "interval_set",
+    "load",
+]
+
 Source = Literal["sim", "ws", "replay"]
 SOURCES: Final[tuple[Source, ...]] = ("sim", "ws", "replay")
 Role = Literal["all", "ingest", "edge"]

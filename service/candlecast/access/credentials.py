@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+__all__ = ["offered_token", "origin_ok"]
+
 
 def offered_token(query_token: str | None, authorization: str | None) -> str | None:
     """The token a request carries: ``?token=`` first, else an ``Authorization: Bearer`` header."""

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
     from ..settings import Settings
 
+__all__ = ["VIOLATIONS", "Guard", "GuardCollector"]
+
 log = logging.getLogger("candlecast.access")
 
 #: Kinds of protocol violation counted (``candlecast_protocol_violations_total{kind=...}``).

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+__all__ = ["PerAddress"]
+
 
 class PerAddress:
     """Open connections per client address, capped at ``limit`` (0: no cap)."""

@@ -30,6 +30,18 @@ from ..errors import ClientError
 from ..model.rules import MAX_TOKEN_CHARS, is_symbol
 from ..model.streams import split_stream
 
+__all__ = [
+    "EVERYTHING",
+    "KEY_ALGORITHMS",
+    "MIN_SECRET_BYTES",
+    "SECRET_ALGORITHMS",
+    "SYMBOLS_CLAIM",
+    "Grant",
+    "TokenError",
+    "Verifier",
+    "load_public_key",
+]
+
 #: Algorithms verified with the shared secret, and with the public key.
 SECRET_ALGORITHMS: Final = ("HS256", "HS384", "HS512")
 KEY_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA")

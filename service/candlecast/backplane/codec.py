@@ -30,6 +30,27 @@ from ..formats.candle import parse_candle
 from ..model.candle import REASONS, Candle, MalformedMessage, decode
 from ..model.intervals import IntervalError, parse_interval
 
+__all__ = [
+    "BAD_REASONS",
+    "CANDLE",
+    "MAX_ID_PART",
+    "MAX_SEQ",
+    "PUBLISHED",
+    "BadEntry",
+    "Bars",
+    "Keys",
+    "Position",
+    "Snapshot",
+    "Verdict",
+    "candle_from_json",
+    "decode_entry",
+    "entry_id",
+    "id_above",
+    "parse_id",
+    "parse_meta",
+    "parse_snapshot",
+]
+
 #: Fields of a stream entry: the candle's JSON (the client frame) and the publish time (epoch µs).
 CANDLE: Final = b"c"
 PUBLISHED: Final = b"p"

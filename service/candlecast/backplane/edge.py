@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 
     from ..settings import Settings
 
+__all__ = ["BLOCK_MS", "LOG_EVERY", "RESYNC_EVERY", "EdgeFeed"]
+
 #: How long one XREAD blocks; an idle edge re-checks the stream's epoch this often.
 BLOCK_MS: Final = 1000
 #: Shortest time between two re-snapshots of every client (the first load is not held back).

@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 
 from ..settings import interval_set
 
+__all__ = ["FLUSH_MAX", "RETAIN", "STREAM_TOP", "IngestPublisher", "Pending"]
+
 log = logging.getLogger("candlecast.backplane")
 
 #: Most candles per PUBLISH call.

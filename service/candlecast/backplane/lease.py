@@ -25,6 +25,8 @@ from .codec import Keys
 from .link import Link
 from .scripts import ACQUIRE, RENEW
 
+__all__ = ["Lease", "holder"]
+
 
 def holder(token: str) -> str:
     """The instance id in a fencing token."""

@@ -30,6 +30,8 @@ from ..model.pacing import backoff
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
+__all__ = ["CONNECT_TIMEOUT", "DOWN", "READ_TIMEOUT", "Link", "client"]
+
 log = logging.getLogger("candlecast.backplane")
 
 T = TypeVar("T")

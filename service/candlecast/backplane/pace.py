@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+__all__ = ["Pace", "Quiet"]
+
 
 class Pace:
     """At most one event per ``period`` seconds; the first one at once."""

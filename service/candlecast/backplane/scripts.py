@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Final
 
+__all__ = ["ACQUIRE", "PUBLISH", "REBASE", "RENEW", "RESEED", "SNAPSHOT"]
+
 # Shared by PUBLISH and RESEED: the hub's bar rule on one symbol's sorted set.
 _BAR = """
 local function bar(key, ot, text, history)

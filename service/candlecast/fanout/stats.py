@@ -9,6 +9,8 @@ from __future__ import annotations
 import bisect
 from typing import Final
 
+__all__ = ["LATENCY_BUCKETS", "Histogram", "Stats"]
+
 #: Delivery latency buckets, seconds (upper bounds).
 LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

@@ -28,6 +28,8 @@ from ..model.candle import Format
 from . import binance, bybit, candle, kraken, okx, seed
 from .contract import HistoryFormat
 
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "EXAMPLES", "HISTORY", "FormatError", "builtin_name", "history", "resolve"]
+
 #: Entry-point group other distributions register formats under, e.g. in their pyproject.toml:
 #: ``[project.entry-points."candlecast.formats"]`` ``mybroker = "mybroker.candles:parse"``.
 ENTRY_POINT_GROUP: Final = "candlecast.formats"

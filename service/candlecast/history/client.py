@@ -40,6 +40,19 @@ from ..model.candle import REASONS, Candle, MalformedMessage
 from ..model.intervals import Interval, cover_span
 from .pages import check_page, tagged
 
+__all__ = [
+    "CONCURRENCY",
+    "MAX_PAGES",
+    "MAX_RETRY_AFTER",
+    "REJECT_REASONS",
+    "FetchFailed",
+    "Historian",
+    "RestClient",
+    "RestStats",
+    "live_owned",
+    "retry_after",
+]
+
 log = logging.getLogger("candlecast.history")
 
 #: Requests in flight at once, across every symbol and interval.

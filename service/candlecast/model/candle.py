@@ -20,6 +20,19 @@ import orjson
 
 from .rules import is_symbol
 
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "REASONS",
+    "Candle",
+    "Format",
+    "MalformedMessage",
+    "Number",
+    "decode",
+    "encode",
+    "make_candle",
+    "parse",
+]
+
 #: Largest upstream message accepted, in bytes. Real kline messages are well under 1 KiB.
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 

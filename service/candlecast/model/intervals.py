@@ -24,6 +24,20 @@ from .candle import Candle
 from .rules import EPOCH_MS_ABOVE, is_symbol
 from .streams import split_stream, stream_name
 
+__all__ = [
+    "MAX_BASE_BARS",
+    "MAX_COVER",
+    "UNITS",
+    "Aggregator",
+    "Interval",
+    "IntervalError",
+    "IntervalSet",
+    "cover_span",
+    "fold",
+    "from_ms",
+    "parse_interval",
+]
+
 UNITS: Final = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 #: Most base bars kept per aggregate bucket for late corrections; older ones are folded.
 MAX_BASE_BARS: Final = 128

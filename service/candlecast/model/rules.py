@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from typing import Final
 
+__all__ = [
+    "EPOCH_MS_ABOVE",
+    "FALSE_WORDS",
+    "MAX_SYMBOL_LENGTH",
+    "MAX_TOKEN_CHARS",
+    "TRUE_WORDS",
+    "epoch_seconds",
+    "is_symbol",
+    "parse_bool",
+]
+
 #: Longest symbol accepted, in characters.
 MAX_SYMBOL_LENGTH: Final = 32
 #: Longest access token looked at, in characters, wherever it is offered (query, header, an

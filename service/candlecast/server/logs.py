@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from typing import Final
 from urllib.parse import unquote_plus
 
+__all__ = ["FIELD_LIMIT", "LOGGERS", "MASK", "MESSAGE_LIMIT", "SECRET_KEYS", "Redact", "clean", "install", "redact"]
+
 MASK: Final = "***"
 #: Query and JSON keys whose values are credentials (compared decoded, in lower case).
 SECRET_KEYS: Final = frozenset({"token", "access_token"})

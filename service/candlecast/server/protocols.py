@@ -56,6 +56,18 @@ from websockets.server import ServerProtocol
 
 from ..access.guard import Guard
 
+__all__ = [
+    "DIRECT",
+    "LINGER",
+    "DirectChannel",
+    "Flag",
+    "GuardedHttpProtocol",
+    "GuardedWebSocketProtocol",
+    "Inbox",
+    "http_protocol",
+    "websocket_protocol",
+]
+
 #: websockets logs every refused handshake at info; while one is refused, it logs here instead
 #: (warnings and errors only, so a real failure still shows).
 _QUIET = logging.getLogger("candlecast.server.protocols.handshake")

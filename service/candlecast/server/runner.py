@@ -31,6 +31,8 @@ from ..settings import Settings
 from . import logs
 from .protocols import http_protocol, websocket_protocol
 
+__all__ = ["UVICORN_RANGE", "Server", "UnsupportedUvicorn", "check_uvicorn", "config", "uvicorn_requirement"]
+
 log = logging.getLogger(__name__)
 
 #: The uvicorn releases :mod:`candlecast.server.protocols` was written against and is tested with:

@@ -40,6 +40,8 @@ import anyio
 from ..model.candle import Candle
 from .source import Source
 
+__all__ = ["Bridge", "BridgeClosed", "ProducerThread"]
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")

@@ -21,6 +21,8 @@ from websockets.sync.client import connect
 from ..formats.registry import BUILTIN, FormatError, resolve
 from ..model.candle import MalformedMessage, parse
 
+__all__ = ["main", "record_line"]
+
 
 def record_line(at: float, raw: str | bytes) -> bytes:
     """One JSONL record for ``raw``; a message that is not JSON is kept as a string."""

@@ -19,6 +19,8 @@ from ..model.candle import Candle, MalformedMessage, decode
 from ..model.rules import epoch_seconds
 from .source import Emit, Normalizer, Upstream
 
+__all__ = ["ReplaySource"]
+
 
 class ReplaySource:
     def __init__(self, path: str, normalizer: Normalizer, *, speed: float = 1.0) -> None:

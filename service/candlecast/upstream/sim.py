@@ -19,6 +19,8 @@ from ..model.candle import Candle
 from ..model.intervals import cover_span
 from .source import Emit, Upstream
 
+__all__ = ["SimSource", "Simulator"]
+
 # Catch-up bound: after a stall (a full bridge, a suspended process), emit at most this many
 # updates at once instead of the whole backlog.
 _MAX_BURST = 10_000

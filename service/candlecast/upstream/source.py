@@ -17,6 +17,8 @@ from typing import Protocol
 from ..model.candle import REASONS, Candle, Format, MalformedMessage, decode
 from ..model.pacing import Throttle
 
+__all__ = ["Emit", "Normalizer", "Source", "Upstream"]
+
 log = logging.getLogger("candlecast.upstream")
 
 Emit = Callable[[Candle], None]

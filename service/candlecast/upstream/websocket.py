@@ -29,6 +29,8 @@ from ..model.candle import MAX_MESSAGE_BYTES
 from ..model.pacing import backoff
 from .source import Emit, Normalizer, Upstream
 
+__all__ = ["WebSocketSource"]
+
 log = logging.getLogger("candlecast.upstream")
 
 

@@ -37,6 +37,8 @@ from ..settings import Settings, check_format
 from .headers import SecurityHeaders
 from .session import StreamEndpoint
 
+__all__ = ["DRAIN_TIMEOUT", "PAGE_SUFFIXES", "STATIC", "PageFiles", "Service", "StreamFirst", "create_app"]
+
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent.parent / "static"

@@ -12,6 +12,8 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+__all__ = ["CONTENT_SECURITY_POLICY", "HEADERS", "SecurityHeaders"]
+
 #: ``connect-src 'self'`` covers ws:/wss: to the same host in CSP Level 3 browsers.
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "

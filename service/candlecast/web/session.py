@@ -65,6 +65,8 @@ from ..wire.protocol import (
     reply_frame,
 )
 
+__all__ = ["CLOSE_CODES", "CLOSE_TIMEOUT", "MAX_BATCH", "SLOW_CLOSE_TIMEOUT", "StreamEndpoint", "session"]
+
 log = logging.getLogger(__name__)
 
 #: Most candles in one ``batch=1`` array frame.

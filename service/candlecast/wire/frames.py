@@ -9,6 +9,8 @@ from __future__ import annotations
 import struct
 from typing import Final
 
+__all__ = ["text_frame"]
+
 _FIN_TEXT: Final = 0x81  # FIN + opcode 1 (text)
 
 

@@ -19,6 +19,29 @@ from ..model.intervals import IntervalError, IntervalSet
 from ..model.rules import MAX_TOKEN_CHARS, is_symbol, parse_bool
 from ..model.streams import SEPARATOR
 
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_POLICY",
+    "CLOSE_TOKEN_EXPIRED",
+    "CLOSE_TRY_AGAIN",
+    "CONTROL_BURST",
+    "CONTROL_RATE",
+    "MAX_COMMAND_BYTES",
+    "MAX_ERRORS",
+    "MAX_RATE_LIMITED",
+    "MAX_SYMBOLS",
+    "Command",
+    "Op",
+    "Options",
+    "ProtocolError",
+    "error_frame",
+    "parse_command",
+    "parse_query",
+    "pong_frame",
+    "reply_frame",
+    "resync_frame",
+]
+
 #: Largest control message accepted from a client, in bytes.
 MAX_COMMAND_BYTES: Final = 4096
 #: Most symbols one client may name at once (query or one subscribe).
