@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return record.main(args[1:])
     try:
         settings = settings_mod.from_argv(args, os.environ)
-        settings_mod.check_format(settings)  # the start-up check: imports a plug-in format, or one line why not
+        derived = settings_mod.derive(settings)  # the start-up check: imports a plug-in format, or one line why not
     except SettingsError as exc:
         print(f"candlecast: {exc}", file=sys.stderr)
         return 2
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL)
     from .web.app import Service
 
-    service = Service(settings)
+    service = Service(settings, derived=derived)
     server = Server(config(service.asgi, settings, guard=service.guard), drain=service.drain)
     tune_gc()
     server.run()

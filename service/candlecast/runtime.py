@@ -32,7 +32,7 @@ from .fanout.stats import Stats
 from .feed.base import Feed, Observed, pump
 from .feed.source import SourceFeed
 from .metrics import Collector, make_registry
-from .settings import Settings, interval_set
+from .settings import Derived, Settings
 from .wire.encoder import ENCODER
 
 if TYPE_CHECKING:
@@ -63,8 +63,9 @@ class Runtime:
 
 
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Runtime]:
-    """Build, start, yield and finally stop a :class:`Runtime`. Event loop only."""
+async def running(settings: Settings, derived: Derived) -> AsyncIterator[Runtime]:
+    """Build, start, yield and finally stop a :class:`Runtime` (``derived``: what the settings
+    imply, worked out at start-up). Event loop only."""
     stats = Stats()
     tasks: list[tuple[Callable[[], Coroutine[Any, Any, None]], str]] = []
     hub: Hub | None = None
@@ -72,7 +73,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
     if settings.role == "ingest":
         from .backplane.ingest import IngestPublisher
 
-        publisher = IngestPublisher(settings, source_feed)
+        publisher = IngestPublisher(settings, lambda s: source_feed(s, derived), intervals=derived.intervals)
         intake: Observed = publisher
         tasks.append((publisher.run, "candlecast-ingest"))
         stop, start = publisher.stop, None
@@ -83,7 +84,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             max_clients=settings.max_clients,
             stats=stats,
             encoder=ENCODER,
-            intervals=interval_set(settings),
+            intervals=derived.intervals,
             aggregate=settings.role != "edge",
             snapshot_bytes=settings.snapshot_bytes,
             snapshot_rate=settings.snapshot_rate,
@@ -95,7 +96,7 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             feed = EdgeFeed(settings)
             start = None
         else:
-            feed = source = source_feed(settings)
+            feed = source = source_feed(settings, derived)
             tasks.append((source.run, "candlecast-history"))
             start = source.start
         served = hub
@@ -122,28 +123,27 @@ async def running(settings: Settings) -> AsyncIterator[Runtime]:
             log.info("candlecast: stopped")
 
 
-def source_feed(settings: Settings) -> SourceFeed:
+def source_feed(settings: Settings, derived: Derived) -> SourceFeed:
     """The upstream source ``settings`` select, in a producer thread (not started), with its
     history work when the format has a history half."""
     from . import upstream
 
     return SourceFeed(
-        upstream.build(settings),
+        upstream.build(settings, derived),
         bridge_size=settings.bridge_size,
         stale_after=settings.stale_after,
-        filler=_filler(settings),
+        filler=_filler(settings, derived),
     )
 
 
-def _filler(settings: Settings) -> HistoryFiller | None:
+def _filler(settings: Settings, derived: Derived) -> HistoryFiller | None:
     """The backfill and gap fill ``settings`` call for: ``--source ws`` with a format that has a
     history half and names its streams in the upstream URL or the subscribe message."""
     if settings.source != "ws" or settings.upstream is None:
         return None
     from .formats.contract import subscribe_message
-    from .formats.registry import history
 
-    half = history(settings.format)  # the start-up check resolved it
+    half = derived.history
     if half is None:
         return None
     wanted = half.streams(settings.upstream, subscribe_message(settings.subscribe))
@@ -153,7 +153,7 @@ def _filler(settings: Settings) -> HistoryFiller | None:
     from .history.client import Historian, RestClient
     from .history.filler import HistoryFiller
 
-    intervals = interval_set(settings)
+    intervals = derived.intervals
     for w in wanted:
         if w.interval is not None and w.interval != intervals.base.name:
             log.warning(

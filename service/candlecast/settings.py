@@ -24,15 +24,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import orjson
 
 from .access.tokens import KEY_ALGORITHMS, MIN_SECRET_BYTES, SECRET_ALGORITHMS, TokenError, load_public_key
 from .formats import registry as formats
+from .formats.contract import HistoryFormat
+from .model.candle import Format
 from .model.intervals import IntervalError, IntervalSet, parse_interval
 from .model.intervals import from_ms as interval_from_ms
 from .model.rules import is_symbol, parse_bool
+
+if TYPE_CHECKING:
+    from jwt.algorithms import AllowedPublicKeys
 
 __all__ = [
     "DEFAULT_CHART_JS",
@@ -52,7 +57,9 @@ __all__ = [
     "SettingsError",
     "Source",
     "add_arguments",
+    "Derived",
     "check_format",
+    "derive",
     "from_argv",
     "interval_set",
     "load",
@@ -415,20 +422,43 @@ def interval_set(s: Settings) -> IntervalSet:
     return IntervalSet.build(base, tuple(parse_interval(name) for name in s.intervals))
 
 
-def check_format(s: Settings) -> None:
-    """Resolve ``s.format`` and its history half, as the sources will: the start-up check.
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """What the settings imply, worked out once at start-up (:func:`derive`) and handed to
+    whoever needs it: the interval set, the format (a plug-in imported), its history half, and
+    the JWT public key read from its file."""
 
-    A built-in name needs nothing; a plug-in's name or an import string imports its module
-    here (its import-time code runs, in the calling thread). Raises :class:`SettingsError`,
-    one line naming ``--format``, when it names no usable format. ``python -m candlecast`` and
-    ``Service`` call it once each, at start-up; :class:`Settings` itself never does."""
-    if formats.builtin_name(s.format) is not None:
-        return
+    intervals: IntervalSet
+    format: Format
+    history: HistoryFormat | None
+    public_key: AllowedPublicKeys | None
+
+
+def derive(s: Settings) -> Derived:
+    """The start-up check: resolve ``s.format`` and its history half (a plug-in's name or an
+    import string imports its module here, in the calling thread), and read the public key.
+    Raises :class:`SettingsError`, one line naming the flag. ``python -m candlecast`` calls it
+    once and hands the result to ``Service`` (which derives it itself when not given one);
+    :class:`Settings` itself never does."""
     try:
-        formats.resolve(s.format)
-        formats.history(s.format)
+        fmt = formats.resolve(s.format)
+        half = formats.history(s.format)
     except formats.FormatError as exc:
         raise _fail("format", str(exc)) from None
+    public_key = None
+    if s.jwt_public_key is not None:
+        try:
+            public_key = load_public_key(Path(s.jwt_public_key).read_bytes())
+        except (OSError, TokenError) as exc:  # checked at construction; the file changed since
+            raise _fail("jwt_public_key", f"cannot use {s.jwt_public_key!r}: {exc}") from None
+    return Derived(interval_set(s), fmt, half, public_key)
+
+
+def check_format(s: Settings) -> None:
+    """Only the format half of :func:`derive` (kept for callers that need no more)."""
+    if formats.builtin_name(s.format) is not None:
+        return
+    derive(s)
 
 
 def _validate(s: Settings) -> None:

@@ -27,6 +27,7 @@ from .limits import PerAddress
 from .tokens import Grant, TokenError, Verifier, load_public_key
 
 if TYPE_CHECKING:
+    from jwt.algorithms import AllowedPublicKeys
     from prometheus_client.metrics_core import Metric
 
     from ..settings import Settings
@@ -42,9 +43,8 @@ VIOLATIONS = ("invalid_utf8", "oversize", "protocol", "bad_handshake", "bad_requ
 class Guard:
     """Access checks and abuse counters shared by the HTTP/WebSocket protocols and ``/ws``."""
 
-    def __init__(self, settings: Settings) -> None:
-        public_key = None
-        if settings.jwt_public_key is not None:
+    def __init__(self, settings: Settings, *, public_key: AllowedPublicKeys | None = None) -> None:
+        if public_key is None and settings.jwt_public_key is not None:  # not derived at start-up
             public_key = load_public_key(Path(settings.jwt_public_key).read_bytes())
         self.verifier = Verifier(
             tokens=settings.tokens,

@@ -51,7 +51,7 @@ from ..feed.base import Readiness
 from ..feed.source import SourceFeed
 from ..metrics import counter, gauge
 from ..model.candle import Candle, encode
-from ..model.intervals import Aggregator
+from ..model.intervals import Aggregator, IntervalSet
 from ..model.streams import split_stream, stream_name, stream_of
 from .codec import BadEntry, Bars, Keys, candle_from_json, entry_id, id_above, parse_id, parse_snapshot
 from .lease import Lease
@@ -64,7 +64,6 @@ if TYPE_CHECKING:
 
     from ..settings import Settings
 
-from ..settings import interval_set
 
 __all__ = ["FLUSH_MAX", "RETAIN", "STREAM_TOP", "IngestPublisher", "Pending"]
 
@@ -92,9 +91,12 @@ class Pending:
 class IngestPublisher:
     """Source -> Redis Stream, for the lease holder. Create it in the event loop."""
 
-    def __init__(self, settings: Settings, source_factory: Callable[[Settings], SourceFeed]) -> None:
+    def __init__(
+        self, settings: Settings, source_factory: Callable[[Settings], SourceFeed], *, intervals: IntervalSet
+    ) -> None:
         assert settings.redis_url is not None  # checked by Settings
         self.settings = settings
+        self.intervals = intervals
         self.keys = Keys(settings.redis_prefix)
         self.maxlen = settings.stream_maxlen
         self.history = settings.history
@@ -263,7 +265,7 @@ class IngestPublisher:
     def _aggregators(self) -> list[Aggregator]:
         """This term's aggregators, continuing the bars Redis (or this ingest) holds, so that a
         new leader's first candle extends the current bars instead of starting them anew."""
-        aggregators = [Aggregator(i) for i in interval_set(self.settings).higher]
+        aggregators = [Aggregator(i) for i in self.intervals.higher]
         seeded = 0
         for stream in self.bars.streams():
             if split_stream(stream)[1] is not None:

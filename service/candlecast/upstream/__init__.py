@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from ..settings import Settings, interval_set
+from ..settings import Derived, Settings
 from .source import Emit, Normalizer, Source, Upstream
 
 
-def build(settings: Settings) -> Source:
-    """The source that ``settings`` select, not yet running."""
-    from ..formats.registry import resolve
-
+def build(settings: Settings, derived: Derived) -> Source:
+    """The source that ``settings`` select, not yet running (``derived``: what they imply)."""
     if settings.source == "sim":
         from .sim import SimSource
 
@@ -19,9 +17,9 @@ def build(settings: Settings) -> Source:
             bar_seconds=settings.bar_seconds,
             seed=settings.seed,
             backfill=min(settings.backfill, settings.history),
-            higher=[(i.ms, i.name) for i in interval_set(settings).higher],
+            higher=[(i.ms, i.name) for i in derived.intervals.higher],
         )
-    normalizer = Normalizer(resolve(settings.format))  # check_format resolved it at start-up
+    normalizer = Normalizer(derived.format)
     if settings.source == "ws":
         from .websocket import WebSocketSource
 

@@ -33,7 +33,7 @@ from ..metrics import CONTENT_TYPE_LATEST, render
 from ..model.intervals import IntervalError
 from ..model.streams import stream_name
 from ..runtime import Runtime, running
-from ..settings import Settings, check_format
+from ..settings import Derived, Settings, derive
 from .headers import SecurityHeaders
 from .session import StreamEndpoint
 
@@ -65,12 +65,13 @@ class PageFiles(StaticFiles):
 class Service:
     """candlecast as an ASGI app (:attr:`asgi`). Nothing starts until the lifespan does."""
 
-    def __init__(self, settings: Settings) -> None:
-        check_format(settings)  # the start-up check: a plug-in format is imported (or refused) here, once
+    def __init__(self, settings: Settings, *, derived: Derived | None = None) -> None:
+        #: What the settings imply, worked out once (a plug-in format imported, the key read).
+        self.derived = derived if derived is not None else derive(settings)
         self.settings = settings
         self._runtime: Runtime | None = None
         #: Token checks and client limits; uvicorn's protocols count into it (see server.config).
-        self.guard = Guard(settings)
+        self.guard = Guard(settings, public_key=self.derived.public_key)
         self._chart_js = anyio.Path(settings.chart_js)
         if not Path(settings.chart_js).is_file():
             log.warning(
@@ -105,7 +106,7 @@ class Service:
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with running(self.settings) as runtime:
+        async with running(self.settings, self.derived) as runtime:
             runtime.registry.register(GuardCollector(self.guard))
             self._runtime = runtime
             try:
