@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
@@ -30,9 +30,8 @@ if TYPE_CHECKING:
     from jwt.algorithms import AllowedPublicKeys
     from prometheus_client.metrics_core import Metric
 
-    from ..settings import Settings
 
-__all__ = ["VIOLATIONS", "Guard", "GuardCollector"]
+__all__ = ["VIOLATIONS", "Guard", "GuardCollector", "GuardSettings"]
 
 log = logging.getLogger("candlecast.access")
 
@@ -40,10 +39,42 @@ log = logging.getLogger("candlecast.access")
 VIOLATIONS = ("invalid_utf8", "oversize", "protocol", "bad_handshake", "bad_request", "oversize_head")
 
 
+class GuardSettings(Protocol):
+    """What the guard reads of :class:`candlecast.settings.Settings` (which sits above this
+    package: it checks JWT settings with :mod:`candlecast.access.tokens`)."""
+
+    @property
+    def jwt_public_key(self) -> str | None: ...
+    @property
+    def tokens(self) -> tuple[str, ...]: ...
+    @property
+    def jwt_secret(self) -> str | None: ...
+    @property
+    def jwt_algorithms(self) -> tuple[str, ...]: ...
+    @property
+    def jwt_audience(self) -> str | None: ...
+    @property
+    def jwt_issuer(self) -> str | None: ...
+    @property
+    def jwt_leeway(self) -> float: ...
+    @property
+    def jwt_max_lifetime(self) -> float: ...
+    @property
+    def max_clients_per_ip(self) -> int: ...
+    @property
+    def header_timeout(self) -> float: ...
+    @property
+    def max_header_bytes(self) -> int: ...
+    @property
+    def max_headers(self) -> int: ...
+    @property
+    def auth_timeout(self) -> float: ...
+
+
 class Guard:
     """Access checks and abuse counters shared by the HTTP/WebSocket protocols and ``/ws``."""
 
-    def __init__(self, settings: Settings, *, public_key: AllowedPublicKeys | None = None) -> None:
+    def __init__(self, settings: GuardSettings, *, public_key: AllowedPublicKeys | None = None) -> None:
         if public_key is None and settings.jwt_public_key is not None:  # not derived at start-up
             public_key = load_public_key(Path(settings.jwt_public_key).read_bytes())
         self.verifier = Verifier(
