@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 import orjson
 
 from .access.tokens import KEY_ALGORITHMS, MIN_SECRET_BYTES, SECRET_ALGORITHMS, TokenError, load_public_key
+from .errors import ConfigError
 from .formats import registry as formats
 from .formats.contract import HistoryFormat
 from .model.candle import Format
@@ -92,7 +93,7 @@ GROUPS: Final[Mapping[Group, str]] = MappingProxyType(
 )
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """A setting with a bad value; ``str()`` is one line fit for the terminal."""
 
 
