@@ -18,8 +18,10 @@ from candlecast.formats.registry import EXAMPLES
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE
 from tests.integration.harness import FakeBroker, candlecast, client, fake_broker, recv_json, synced, ws_settings
-from tests.unit.test_brokers import BYBIT_KLINE, KRAKEN_SNAPSHOT, OKX_ACK, OKX_PUSH
-from tests.unit.test_formats import install_plugin
+from tests.unit.formats.test_bybit import BYBIT_KLINE
+from tests.unit.formats.test_kraken import KRAKEN_SNAPSHOT
+from tests.unit.formats.test_okx import OKX_ACK, OKX_PUSH
+from tests.unit.formats.test_registry import install_plugin
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Per format: what the broker sends (an ack or heartbeat first, then its documented sample) and

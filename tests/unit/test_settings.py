@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from candlecast import settings
 from candlecast.settings import (
@@ -23,6 +25,7 @@ from candlecast.settings import (
     from_argv,
     load,
 )
+from tests.strategies import FAST
 
 
 def test_defaults_run_the_simulator_on_loopback_8000() -> None:
@@ -301,6 +304,15 @@ def test_settings_import_no_plugin_but_the_start_up_check_does(probe: Probe, spe
     assert probe.imported()
 
 
+def test_settings_resolve_the_format_once_and_name_the_flag() -> None:
+    assert load({"format": "KRAKEN"}, {}).format == "kraken"
+    assert load({}, {"CANDLECAST_FORMAT": "tests.example_format:parse"}).format == "tests.example_format:parse"
+    Settings(format="nope.module:parse")  # building settings imports no plug-in; the start-up check does
+    with pytest.raises(SettingsError) as exc:
+        check_format(Settings(format="nope.module:parse"))
+    assert str(exc.value).startswith("invalid setting --format (CANDLECAST_FORMAT): format 'nope.module:parse': ")
+
+
 def test_a_builtin_format_needs_no_import(monkeypatch: pytest.MonkeyPatch) -> None:
     """Built-in names (any case) pass the start-up check without asking the plug-in registry."""
     from candlecast.formats import registry
@@ -368,3 +380,35 @@ def test_service_refuses_a_bad_format_at_construction(probe: Probe) -> None:
     assert not probe.mark.exists()
     Service(Settings(format=f"{probe.name}:parse"))
     assert probe.imported()
+
+
+# -- any value: a setting or one SettingsError line ------------------------------------------------
+
+
+@FAST
+@given(name=st.sampled_from(sorted(settings._OPTIONS)), text=st.text(max_size=40))
+def test_every_settings_converter_returns_a_value_or_raises_value_error(name: str, text: str) -> None:
+    convert = settings._OPTIONS[name][0]
+    try:
+        convert(text)
+    except ValueError:
+        pass
+
+
+#: Options whose value names something to open or import; the others are loaded whole below.
+_TOUCHES_FILES = {"format", "jwt_public_key", "replay_file", "chart_js", "upstream", "source"}
+
+
+@FAST
+@given(
+    values=st.dictionaries(
+        st.sampled_from(sorted(set(settings._OPTIONS) - _TOUCHES_FILES)), st.text(max_size=40), max_size=4
+    )
+)
+def test_settings_load_returns_settings_or_raises_settings_error(values: dict[str, str]) -> None:
+    try:
+        loaded = settings.load(values, {})
+    except SettingsError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(loaded, Settings)

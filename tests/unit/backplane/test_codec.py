@@ -1,11 +1,10 @@
-"""The backplane's pure parts: entry ids, the edge's position, snapshots, the ingest's bar
-mirror, lease tokens; and the hub's resync."""
+"""The backplane's codec: entry ids, entries checked as broker input, the edge's position,
+snapshots and meta, the keys, the ingest's bar mirror (pure)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import orjson
 import pytest
 
@@ -23,15 +22,9 @@ from candlecast.backplane.codec import (
     parse_meta,
     parse_snapshot,
 )
-from candlecast.backplane.lease import holder
-from candlecast.backplane.pace import Pace, Quiet
-from candlecast.fanout.hub import Hub
-from candlecast.fanout.stats import Stats
 from candlecast.model.candle import Candle, encode
-from candlecast.wire.encoder import ENCODER
-from tests.conftest import DEADLINE
 
-# -- ids and entries ---------------------------------------------------------------------------
+# -- ids and entries -------------------------------------------------------------------------------
 
 
 def test_entry_id_round_trips_epoch_and_sequence() -> None:
@@ -140,26 +133,6 @@ def test_position_accounts_only_for_entries_up_to_the_streams_top() -> None:
     assert not Position.accounts_for((7, 10), 7, 11)
 
 
-# -- pacing ---------------------------------------------------------------------------------------
-
-
-def test_pace_allows_one_event_per_period_the_first_at_once() -> None:
-    """Re-snapshots: at once, then not before the period has passed."""
-    pace = Pace(1.0)
-    assert pace.wait(100.0) == 0.0
-    pace.take(100.0)
-    assert pace.wait(100.25) == 0.75 and pace.wait(101.0) == 0.0
-
-
-def test_quiet_writes_one_line_per_kind_per_period_and_counts_the_rest() -> None:
-    """Log lines of one kind: the first, then one a period saying how many were held back."""
-    quiet = Quiet(1.0)
-    assert quiet.allow("symbol", 0.0) == 0
-    assert quiet.allow("symbol", 0.1) is None and quiet.allow("symbol", 0.2) is None
-    assert quiet.allow("foreign", 0.3) == 0  # another kind has its own budget
-    assert quiet.allow("symbol", 1.0) == 2
-
-
 def test_keys_share_one_prefix() -> None:
     """Every key sits under --redis-prefix."""
     k = Keys("cc")
@@ -167,7 +140,7 @@ def test_keys_share_one_prefix() -> None:
     assert [k.lease, k.fence, k.bars] == ["cc:lease", "cc:fence", "cc:bars:"]
 
 
-# -- the edge's position -------------------------------------------------------------------------
+# -- the edge's position ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -215,7 +188,7 @@ def test_meta_is_none_when_redis_is_empty() -> None:
     assert parse_meta([b"7", b"10"]) == (7, 10)
 
 
-# -- the ingest's bar mirror ----------------------------------------------------------------------
+# -- the ingest's bar mirror -----------------------------------------------------------------------
 
 
 def test_bars_keep_the_hubs_rule() -> None:
@@ -228,35 +201,3 @@ def test_bars_keep_the_hubs_rule() -> None:
     bars.record("A", 1, "gone")
     assert list(bars.items()) == [("A", 2, "v2"), ("A", 3, "v3b"), ("A", 4, "v4b")]
     assert len(bars) == 3
-
-
-# -- lease tokens ---------------------------------------------------------------------------------
-
-
-def test_a_fencing_token_names_its_instance_so_tokens_differ_after_a_counter_reset() -> None:
-    """Counter + instance: "1:a" and "1:b" differ although Redis's counter restarted at 1."""
-    assert holder("12:abc") == "abc"
-    assert holder("1:a") != holder("1:b")
-
-
-# -- the hub's resync -----------------------------------------------------------------------------
-
-
-async def test_hub_resync_replaces_the_bars_and_re_snapshots_every_client() -> None:
-    """A resync reply, then the new snapshot; nothing of the load goes out as live candles."""
-    hub = Hub(stats=Stats(), encoder=ENCODER, history=10)
-    c = [Candle("AAA", i, i, 1.0, 2.0, 0.5, 1.5) for i in range(3)]
-    hub.publish(c[0], 0.0)
-    async with hub.subscribe(None, history=10) as sub:
-        with anyio.fail_after(DEADLINE):
-            first = await sub.next_batch()
-        assert first is not None and [orjson.loads(u.text)["ot"] for u in first] == [0]
-        hub.resync([(c[1], 0.0), (c[2], 0.0)])
-        with anyio.fail_after(DEADLINE):
-            items = await sub.next_batch()
-        assert items is not None
-        got: list[Any] = [orjson.loads(i.text) for i in items]
-        assert got[0] == {"op": "resync"}
-        assert [m["ot"] for m in got[1:]] == [1, 2]
-    assert [orjson.loads(u.text)["ot"] for u in hub.bars("AAA", 10)] == [1, 2]
-    assert hub.stats.candles_in == 1  # the load is not counted as input

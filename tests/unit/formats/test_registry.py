@@ -1,25 +1,33 @@
 """--format names: built-ins, import strings, entry points (real importlib.metadata over a
-dist-info directory on sys.path), the one-line errors, and the normalizer's guard around plug-ins."""
+dist-info directory on sys.path), the one-line errors, the history halves found by name, and
+the property every built-in format keeps: for any input, candles or MalformedMessage."""
 
 from __future__ import annotations
 
-import logging
+import math
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from candlecast import formats
-from candlecast.formats.binance import parse_binance
+from candlecast.formats.binance import BinanceHistory, parse_binance
+from candlecast.formats.contract import HistoryFormat
 from candlecast.formats.okx import parse_okx
-from candlecast.formats.registry import ENTRY_POINT_GROUP, FormatError, resolve
-from candlecast.model.candle import Candle
-from candlecast.settings import Settings, SettingsError, check_format, load
+from candlecast.formats.registry import ENTRY_POINT_GROUP, EXAMPLES, HISTORY, FormatError, resolve
+from candlecast.model.candle import Candle, MalformedMessage, parse
 from candlecast.upstream.source import Normalizer
 from tests import example_format
+from tests.strategies import FAST, dumps, json_values, objects
 
-ROOT = Path(__file__).resolve().parents[2]
+# -- the stream half by name -----------------------------------------------------------------------
+
+
 ACME = (
     b'{"type":"bars","symbol":"BTC-EUR","sent":9,"bars":[{"start":1,"o":"1","h":"2","l":"0.5","c":"1.5"},'
     b'{"start":2,"o":"1.5","h":"1.5","l":"1","c":"1"}]}'
@@ -89,41 +97,85 @@ def test_an_entry_point_that_fails_to_load_is_one_clear_line(site: Path) -> None
         resolve("acme")
 
 
-def test_settings_resolve_the_format_once_and_name_the_flag() -> None:
-    assert load({"format": "KRAKEN"}, {}).format == "kraken"
-    assert load({}, {"CANDLECAST_FORMAT": "tests.example_format:parse"}).format == "tests.example_format:parse"
-    Settings(format="nope.module:parse")  # building settings imports no plug-in; the start-up check does
-    with pytest.raises(SettingsError) as exc:
-        check_format(Settings(format="nope.module:parse"))
-    assert str(exc.value).startswith("invalid setting --format (CANDLECAST_FORMAT): format 'nope.module:parse': ")
+# -- the history half by name ----------------------------------------------------------------------
 
 
-def test_normalizer_emits_every_candle_of_a_batch() -> None:
-    assert [c.ot for c in Normalizer(resolve("tests.example_format:parse"))(ACME)] == [1, 2]
+def test_history_builtin_formats_have_a_history_half() -> None:
+    """binance, bybit, okx and kraken have one; seed and candle do not."""
+    for name in ("binance", "bybit", "okx", "kraken", "BINANCE"):
+        half = formats.history(name)
+        assert isinstance(half, HistoryFormat)
+    assert formats.history("seed") is None
+    assert formats.history("candle") is None
 
 
-def test_normalizer_counts_a_plugin_that_breaks_the_contract(caplog: pytest.LogCaptureFixture) -> None:
-    def raises(msg: object) -> list[Candle]:
-        raise KeyError("oops")
-
-    def returns_one(msg: object) -> list[Candle]:
-        return Candle("A", 1, 1, 1.0, 1.0, 1.0, 1.0)  # type: ignore[return-value]  # the bug under test
-
-    def returns_none(msg: object) -> list[Candle]:
-        return None  # type: ignore[return-value]  # the bug under test
-
-    with caplog.at_level(logging.WARNING, logger="candlecast.upstream"):
-        for fmt in (raises, returns_one, returns_none):
-            norm = Normalizer(fmt)
-            assert norm(b"{}") == ()
-            assert norm.malformed["format"] == 1
-    messages = [r.getMessage() for r in caplog.records]
-    assert any("raises raised KeyError: 'oops'" in m for m in messages)
-    assert any("returns_one returned Candle, not a list of candles" in m for m in messages)
-    assert any("returns_none returned NoneType" in m for m in messages)
+def test_history_plugin_without_a_history_attribute_has_none() -> None:
+    """A plug-in format that is a plain function starts empty, as before."""
+    assert formats.history("tests.example_format:parse") is None
 
 
-def test_the_docs_show_the_example_plugin_verbatim() -> None:
-    doc = (ROOT / "docs" / "formats.md").read_text()
-    source = Path(example_format.__file__).read_text()
-    assert source in doc
+def test_history_plugin_history_attribute_is_found_and_checked() -> None:
+    """A plug-in provides its half as the ``history`` attribute of its callable."""
+    assert isinstance(formats.history("tests.unit.formats.test_registry:with_history"), BinanceHistory)
+    with pytest.raises(formats.FormatError, match="not a history half"):
+        formats.history("tests.unit.formats.test_registry:with_bad_history")
+
+
+class _WithHistory:
+    history = BinanceHistory()
+
+    def __call__(self, msg: object) -> list[Candle]:
+        return []
+
+
+class _WithBadHistory:
+    history = "nope"
+
+    def __call__(self, msg: object) -> list[Candle]:
+        return []
+
+
+with_history = _WithHistory()
+
+
+with_bad_history = _WithBadHistory()
+
+
+def test_every_builtin_half_is_registered() -> None:
+    assert set(HISTORY) == {"binance", "bybit", "okx", "kraken"}
+
+
+# -- the examples ----------------------------------------------------------------------------------
+
+
+def test_every_example_subscribe_message_is_json_in_the_readme() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    for name, (url, subscribe) in EXAMPLES.items():
+        assert orjson.loads(subscribe)
+        assert url in readme and subscribe in readme, name
+
+
+# -- any input: candles or MalformedMessage --------------------------------------------------------
+
+
+@FAST
+@given(name=st.sampled_from(sorted(formats.BUILTIN)), raw=st.binary(max_size=200) | st.text(max_size=200))
+def test_every_format_parses_any_bytes_or_raises_malformed(name: str, raw: bytes | str) -> None:
+    try:
+        out = parse(formats.BUILTIN[name], raw)
+    except MalformedMessage:
+        return
+    assert all(isinstance(c, Candle) for c in out)
+
+
+@FAST
+@given(name=st.sampled_from(sorted(formats.BUILTIN)), msg=objects | json_values)
+def test_every_format_parses_any_json_or_raises_malformed(name: str, msg: Any) -> None:
+    try:
+        out = parse(formats.BUILTIN[name], dumps(msg))
+    except MalformedMessage:
+        return
+    for c in out:
+        assert isinstance(c, Candle) and math.isfinite(c.o) and c.l <= min(c.o, c.c) <= max(c.o, c.c) <= c.h

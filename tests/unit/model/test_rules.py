@@ -6,11 +6,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from candlecast.model.candle import MalformedMessage, make_candle
 from candlecast.model.rules import EPOCH_MS_ABOVE, epoch_seconds, is_symbol, parse_bool
 from candlecast.settings import Settings, SettingsError
 from candlecast.wire.protocol import ProtocolError, parse_command, parse_query
+from tests.strategies import FAST
 
 SYMBOLS = [
     ("BTCUSD", True),
@@ -71,5 +74,14 @@ def test_epoch_cut_off_tells_milliseconds_from_seconds() -> None:
     assert EPOCH_MS_ABOVE == 1e11
     assert epoch_seconds(1_700_000_000_000) == 1_700_000_000.0  # ms
     assert epoch_seconds(1_700_000_000) == 1_700_000_000.0  # s
-    app_js = (Path(__file__).parents[2] / "service/candlecast/static/app.js").read_text()
+    app_js = (Path(__file__).parents[3] / "service/candlecast/static/app.js").read_text()
     assert "EPOCH_MS_ABOVE = 1e11" in app_js, "the dashboard must use the same cut-off"
+
+
+@FAST
+@given(text=st.text(max_size=20))
+def test_parse_bool_returns_a_bool_or_raises_value_error(text: str) -> None:
+    try:
+        assert isinstance(parse_bool(text), bool)
+    except ValueError:
+        pass

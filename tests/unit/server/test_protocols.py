@@ -4,8 +4,8 @@ Each protocol serves a real ASGI app on one end of a real socket pair; the other
 WebSocket client parser (websockets' sans-I/O ClientProtocol) or bytes written by hand. Where a
 test needs a state transition at a precise point it calls the protocol's callback itself, on
 the loop thread, as the transport would. Then: uvicorn instantiating the bound classes on a
-loopback port, the uvicorn and websockets internals the protocols read (these fail loudly when
-one changes), and the uvicorn version check at start-up.
+loopback port, the direct path beside uvicorn's own frames, and the uvicorn and websockets
+internals the protocols read (these fail loudly when one changes).
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import tomllib
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -35,7 +33,6 @@ from websockets.protocol import Protocol, Side, State
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
-from candlecast.__main__ import main
 from candlecast.access.guard import Guard
 from candlecast.server import protocols, runner
 from candlecast.server.protocols import (
@@ -48,12 +45,10 @@ from candlecast.server.protocols import (
     http_protocol,
     websocket_protocol,
 )
-from candlecast.server.runner import UVICORN_RANGE, UnsupportedUvicorn, check_uvicorn, config
+from candlecast.server.runner import config
 from candlecast.settings import Settings
 from candlecast.wire.frames import text_frame
 from tests.conftest import DEADLINE
-
-ROOT = Path(__file__).resolve().parents[2]
 
 App = Callable[[Any, Any, Any], Any]
 
@@ -769,6 +764,153 @@ async def test_ws_direct_channel_opens_at_the_accept_and_closes_with_the_close_f
             assert (await peer.closed())[0] == 1000
 
 
+# -- the direct path: prepared frames beside uvicorn's own, the writable flag, the inbox -----------
+
+
+async def test_direct_frames_interleave_with_sends_pings_and_stop_after_the_close() -> None:
+    """Prepared frames written directly, frames sent through ASGI and uvicorn's keepalive pings
+    arrive as a valid stream in order; after the close frame the channel refuses to be ready."""
+    done = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        channel = scope["extensions"][DIRECT]["channel"]
+        assert channel.ready()
+        channel.write(text_frame(b'"d1"') + text_frame(b'"d2"'))  # two frames, one write
+        await send({"type": "websocket.send", "text": '"s3"'})
+        protocol.send_keepalive_ping()  # uvicorn's own ping, between our frames
+        channel.write(text_frame(b'"d4"'))
+        await send({"type": "websocket.close", "code": 1001, "reason": "bye"})
+        assert not channel.ready()  # closed: nothing more may be written
+        done.set()
+
+    async with ws(guard_of(), app) as conn:
+        protocol = conn.protocol
+        peer = Peer(conn)
+        await peer.handshake()
+        with anyio.fail_after(DEADLINE):
+            await done.wait()
+        assert (await peer.closed())[0] == 1001
+    assert peer.texts() == [b'"d1"', b'"d2"', b'"s3"', b'"d4"']
+    opcodes = [e.opcode for e in peer.events if isinstance(e, Frame)]
+    assert opcodes == [Opcode.TEXT, Opcode.TEXT, Opcode.TEXT, Opcode.PING, Opcode.TEXT, Opcode.CLOSE]
+
+
+async def test_no_direct_path_with_compression() -> None:
+    """permessage-deflate frames are per connection: the extension is not offered."""
+    offered: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        offered.append(DIRECT in scope["extensions"])
+        await send({"type": "websocket.close", "code": 1000})
+
+    async with ws(guard_of(), app, ws_per_message_deflate=True) as conn:
+        peer = Peer(conn)
+        peer.proto.send_request(peer.proto.connect())
+        await peer.flush()
+        with anyio.fail_after(DEADLINE):
+            while not offered:
+                await peer.read()
+    assert offered == [False]
+
+
+async def test_channel_is_ready_only_while_open_and_below_the_high_water_mark() -> None:
+    """Not before accept; not while the transport is paused (the peer reads nothing), again once
+    the peer has drained it; never after the peer's close frame or a lost connection."""
+    accepted = anyio.Event()
+    states: dict[str, bool] = {}
+    channels: list[DirectChannel] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        channel = scope["extensions"][DIRECT]["channel"]
+        channels.append(channel)
+        states["before accept"] = channel.ready()
+        await send({"type": "websocket.accept"})
+        states["accepted"] = channel.ready()
+        accepted.set()
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    async with ws(guard_of(), app) as conn:
+        peer, transport = Peer(conn), conn.transport
+        await peer.handshake()
+        with anyio.fail_after(DEADLINE):
+            await accepted.wait()
+            assert states == {"before accept": False, "accepted": True}
+            [channel] = channels
+            frame = text_frame(b'"' + b"x" * 65_000 + b'"')
+            written = 0
+            for _ in range(10_000):  # bounded: the socket pair's buffers are far smaller
+                if not channel.ready():
+                    break
+                channel.write(frame)
+                written += 1
+            assert not channel.ready() and not channel.writable  # paused by the transport
+            while len(peer.texts()) < written:  # the peer drains: uvicorn resumes writing
+                await peer.read()
+            assert channel.ready()
+            peer.proto.send_close(1000)
+            await peer.flush()
+            while channel.ready():  # uvicorn answers the close and closes the transport
+                await peer.read()
+            assert transport.is_closing()  # closed by uvicorn after echoing the close
+    assert not channel.ready()
+
+
+async def test_flag_wakes_every_waiter_on_set_and_blocks_after_clear() -> None:
+    """The writable flag behaves as uvicorn expects of asyncio.Event: set wakes all waiters
+    (a session's send and its close), clear makes the next wait block."""
+    flag = Flag()
+    assert not flag.is_set()
+    woken: list[int] = []
+
+    async def wait(n: int) -> None:
+        assert await flag.wait() is True
+        woken.append(n)
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, 1)
+            tg.start_soon(wait, 2)
+            await anyio.wait_all_tasks_blocked()
+            assert woken == []
+            flag.set()
+        assert sorted(woken) == [1, 2] and flag.is_set()
+        assert await flag.wait() is True  # set: no wait at all
+        flag.clear()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, 3)
+            await anyio.wait_all_tasks_blocked()
+            assert 3 not in woken  # cleared: the wait blocks
+            tg.cancel_scope.cancel()
+        flag.set()  # nothing left to wake: the cancelled wait took its waiter with it
+        assert 3 not in woken
+
+
+async def test_inbox_is_first_in_first_out_with_one_waiter() -> None:
+    inbox = Inbox()
+    assert inbox.empty() and inbox.qsize() == 0
+    got: list[str] = []
+
+    async def get_two() -> None:
+        got.append(await inbox.get())
+        got.append(await inbox.get())
+
+    with anyio.fail_after(DEADLINE):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(get_two)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(RuntimeError, match="already awaited"):
+                await inbox.get()
+            inbox.put_nowait("a")
+            inbox.put_nowait("b")
+            inbox.put_nowait("c")
+    assert got == ["a", "b"] and inbox.qsize() == 1
+
+
 # -- the internals the protocols read (uvicorn 0.54.0, websockets 17.4) ---------------------------------
 
 
@@ -826,42 +968,3 @@ def test_internals_websockets_parser_exc_is_what_stopped_the_parser(frame: bytes
     assert server.parser_exc is None
     server.receive_data(frame)
     assert type(server.parser_exc).__name__ == exc
-
-
-# -- the supported uvicorn -------------------------------------------------------------------------------
-
-
-def test_pyproject_pins_the_uvicorn_range_the_runner_checks() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    [pin] = [d for d in project["dependencies"] if d.startswith("uvicorn")]
-    assert pin == f"uvicorn[standard]{runner.uvicorn_requirement()}"
-    assert runner.uvicorn_requirement() == ">=0.54,<0.55" and UVICORN_RANGE == ((0, 54), (0, 55))
-
-
-def test_the_installed_uvicorn_is_supported() -> None:
-    check_uvicorn()
-
-
-@pytest.mark.parametrize("version", ["0.54.0", "0.54.9", "0.54.1rc1"])
-def test_a_supported_uvicorn_starts(monkeypatch: pytest.MonkeyPatch, version: str) -> None:
-    monkeypatch.setattr(uvicorn, "__version__", version)
-    assert isinstance(config(ok_app, Settings()), uvicorn.Config)
-
-
-@pytest.mark.parametrize("version", ["0.55.0", "0.53.2", "1.0.0", "nightly"])
-def test_another_uvicorn_refuses_to_start_with_one_line(monkeypatch: pytest.MonkeyPatch, version: str) -> None:
-    monkeypatch.setattr(uvicorn, "__version__", version)
-    with pytest.raises(UnsupportedUvicorn) as refused:
-        config(ok_app, Settings())
-    message = str(refused.value)
-    assert "\n" not in message
-    assert f"uvicorn {version} is installed" in message and "uvicorn>=0.54,<0.55" in message
-
-
-def test_the_command_refuses_another_uvicorn_in_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(uvicorn, "__version__", "0.99.0")
-    assert main(["--port", "0"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("candlecast: uvicorn 0.99.0 is installed")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from candlecast.settings import Settings, interval_set
 from candlecast.wire.protocol import (
     MAX_COMMAND_BYTES,
     Command,
@@ -16,6 +19,7 @@ from candlecast.wire.protocol import (
     pong_frame,
     reply_frame,
 )
+from tests.strategies import FAST, dumps, objects
 
 
 def test_query_defaults_to_every_symbol_latest_only_unbatched() -> None:
@@ -88,3 +92,36 @@ def test_frames_are_json_with_the_op_first() -> None:
     assert orjson.loads(error_frame(ProtocolError("bad_json", "d"))) == {
         "op": "error", "error": "bad_json", "detail": "d",
     }  # fmt: skip
+
+
+# -- any input: a command (or options) or ProtocolError --------------------------------------------
+
+
+INTERVALS = interval_set(Settings())
+
+
+@FAST
+@given(data=st.binary(max_size=300) | st.text(max_size=300) | objects.map(dumps), with_intervals=st.booleans())
+def test_parse_command_returns_a_command_or_raises_protocol_error(data: bytes | str, with_intervals: bool) -> None:
+    try:
+        cmd = parse_command(data, INTERVALS if with_intervals else None)
+    except ProtocolError as exc:
+        assert exc.code and exc.detail
+        return
+    assert isinstance(cmd, Command) and cmd.op in ("subscribe", "unsubscribe", "ping", "auth")
+
+
+@FAST
+@given(
+    query=st.dictionaries(st.sampled_from(["symbols", "history", "batch", "token", "x"]), st.text(max_size=60)),
+    max_history=st.integers(1, 100_000),
+    with_intervals=st.booleans(),
+)
+def test_parse_query_returns_options_or_raises_protocol_error(
+    query: dict[str, str], max_history: int, with_intervals: bool
+) -> None:
+    try:
+        options = parse_query(query, max_history=max_history, intervals=INTERVALS if with_intervals else None)
+    except ProtocolError:
+        return
+    assert isinstance(options, Options) and 0 <= options.history <= max_history

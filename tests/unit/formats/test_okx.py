@@ -1,0 +1,157 @@
+"""The OKX format, both halves, on the sample messages of its public API docs.
+
+Fixtures, verbatim from the documentation pages named:
+- stream: OKX API v5 "Order Book Trading / Market Data / WS / Candlesticks channel"
+  (www.okx.com/docs-v5/en/#order-book-trading-market-data-ws-candlesticks-channel): request,
+  successful response, failure response and push data examples.
+- REST: www.okx.com/docs-v5/en/#order-book-trading-market-data-get-candlesticks-history
+  (GET /api/v5/market/history-candles; /candles answers the same shape).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from candlecast.formats.contract import Request, Wanted
+from candlecast.formats.okx import OkxHistory, parse_okx
+from candlecast.history.pages import check_page
+from candlecast.model.candle import Candle, MalformedMessage
+from candlecast.model.intervals import parse_interval
+
+# -- the stream half -------------------------------------------------------------------------------
+
+
+OKX_PUSH: dict[str, Any] = {
+    "arg": {"channel": "candle1D", "instId": "BTC-USDT"},
+    "data": [
+        ["1597026383085", "8533.02", "8553.74", "8527.17", "8548.26", "45247", "529.5858061", "5529.5858061", "0"]
+    ],
+}
+
+
+OKX_ACK = {
+    "id": "1512",
+    "event": "subscribe",
+    "arg": {"channel": "candle1D", "instId": "BTC-USDT"},
+    "connId": "a4d3ae55",
+}
+
+
+OKX_ERROR = {
+    "id": "1512",
+    "event": "error",
+    "code": "60012",
+    "msg": 'Invalid request: {"op": "subscribe", "argss":[{ "channel" : "candle1D", "instId" : "BTC-USD-191227"}]}',
+    "connId": "a4d3ae55",
+}
+
+
+def test_okx_documented_push_parses_string_times_and_prices() -> None:
+    """OKX sends no event time: ``t`` is the bar's ``ts`` too, epoch ms as an int."""
+    assert parse_okx(OKX_PUSH) == [
+        Candle("BTC-USDT", 1597026383085, 1597026383085, 8533.02, 8553.74, 8527.17, 8548.26, 45247.0)
+    ]
+
+
+def test_okx_every_row_of_data_is_a_candle() -> None:
+    rows = [
+        ["1629993600000", "42500", "48199.9", "41006.1", "41006.1", "3587.41204591", "1", "1", "1"],
+        ["1630080000000", "41006.1", "41500", "40000", "41200", "12", "1", "1", "0"],
+    ]
+    candles = parse_okx({**OKX_PUSH, "data": rows})
+    assert [(c.ot, c.o, c.v) for c in candles] == [
+        (1629993600000, 42500.0, 3587.41204591),
+        (1630080000000, 41006.1, 12.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        OKX_ACK,
+        {"event": "notice", "code": "64008", "msg": "The connection will soon be closed", "connId": "a4d3ae55"},
+        {"arg": {"channel": "mark-price-candle1m", "instId": "BTC-USD-SWAP"}, "data": [["1", "1", "1", "1", "1"]]},
+    ],
+)
+def test_okx_events_and_other_channels_give_no_candle(msg: Any) -> None:
+    assert parse_okx(msg) == []
+
+
+@pytest.mark.parametrize(
+    ("msg", "reason"),
+    [
+        (OKX_ERROR, "refused"),
+        ({**OKX_PUSH, "data": [["1597026383085", "1", "1"]]}, "shape"),
+        ({**OKX_PUSH, "data": "x"}, "shape"),
+        ({**OKX_PUSH, "data": [[1597026383085, "1", "1", "1", "1"]]}, "type"),  # ts must be the documented string
+        ({**OKX_PUSH, "data": [["-5", "1", "1", "1", "1"]]}, "type"),
+        ({**OKX_PUSH, "data": [["1", "1", "0.5", "1", "1"]]}, "ohlc"),
+        ({**OKX_PUSH, "arg": {"channel": "candle1m"}}, "symbol"),
+    ],
+)
+def test_okx_rejects_malformed_and_errors_with_a_reason(msg: Any, reason: str) -> None:
+    with pytest.raises(MalformedMessage) as exc:
+        parse_okx(msg)
+    assert exc.value.reason == reason
+
+
+# -- the history half ------------------------------------------------------------------------------
+
+
+M1 = parse_interval("1m")
+
+
+D1 = parse_interval("1d")
+
+
+OKX_SAMPLE = {
+    "code": "0",
+    "msg": "",
+    "data": [
+        ["1597026383085", "3.721", "3.743", "3.677", "3.708", "8422410", "22698348.04828491", "12698348.04828491", "1"],
+        ["1597026383085", "3.731", "3.799", "3.494", "3.72", "24912403", "67632347.24399722", "37632347.24399722", "1"],
+    ],
+}
+
+
+def test_okx_streams_and_requests() -> None:
+    half = OkxHistory()
+    sub = {
+        "op": "subscribe",
+        "args": [{"channel": "candle1m", "instId": "BTC-USDT"}, {"channel": "candle1Dutc", "instId": "ETH-USDT"}],
+    }
+    assert half.streams("wss://ws.okx.com:8443/ws/v5/business", sub) == [
+        Wanted("BTC-USDT", "1m"),
+        Wanted("ETH-USDT", "1d"),
+    ]
+    assert half.request("BTC-USDT", M1, start=None, end=None, limit=1000, upstream="") == Request(
+        "/api/v5/market/candles", {"instId": "BTC-USDT", "bar": "1m", "limit": "300"}
+    )
+    older = half.request("BTC-USDT", D1, start=None, end=999, limit=1000, upstream="")
+    assert older == Request(
+        "/api/v5/market/history-candles", {"instId": "BTC-USDT", "bar": "1Dutc", "limit": "100", "after": "1000"}
+    )
+    forward = half.request("BTC-USDT", M1, start=60_000, end=None, limit=100, upstream="")
+    assert forward.params == {
+        "instId": "BTC-USDT",
+        "bar": "1m",
+        "limit": "100",
+        "after": str(60_000 + 100 * 60_000),
+        "before": "59999",
+    }
+
+
+def test_okx_parses_the_documented_sample_and_its_duplicate_is_skipped() -> None:
+    """The docs' sample has two rows with the same ts: parsed, and the page check keeps one."""
+    candles = OkxHistory().parse("BTC-USDT", M1, OKX_SAMPLE)
+    assert [(c.o, c.h, c.l, c.c, c.v) for c in candles] == [
+        (3.731, 3.799, 3.494, 3.72, 24912403.0),
+        (3.721, 3.743, 3.677, 3.708, 8422410.0),
+    ]
+    kept, rejected = check_page(candles, "BTC-USDT", parse_interval("1s"))
+    assert len(kept) == 0 or rejected  # 1597026383085 is not on a 1 s grid either
+    with pytest.raises(MalformedMessage) as exc:
+        OkxHistory().parse("X", M1, {"code": "51001", "msg": "Instrument ID does not exist", "data": []})
+    assert exc.value.reason == "refused"
