@@ -149,10 +149,15 @@ async def _client_main(url: str, n: int, stalled: int, pipe: Any, start_seq_box:
         return None if not transports[i].is_disconnected else -1  # -1: dropped without a close frame
 
     result = [
-        {"count": li.count, "disorder": li.disorder, "lat": li.lat.tobytes(), "close": close_code(i),
-         "stalled": i < stalled}
+        {
+            "count": li.count,
+            "disorder": li.disorder,
+            "lat": li.lat.tobytes(),
+            "close": close_code(i),
+            "stalled": i < stalled,
+        }
         for i, li in enumerate(listeners)
-    ]  # fmt: skip
+    ]
     for t in transports:
         t.disconnect()
     pipe.send(result)
@@ -185,9 +190,8 @@ class Broker:
                 seq = self.seq
                 self.seq += 1
                 sym = SYMBOLS[seq % len(SYMBOLS)]
-                msg = b'{"symbol":"%s","time":%d,"candles":[%d,100.0,100.5,101.0,99.0]}' % (
-                    sym.encode(), time.time_ns() // 1000, seq,
-                )  # fmt: skip
+                values = (sym.encode(), time.time_ns() // 1000, seq)
+                msg = b'{"symbol":"%s","time":%d,"candles":[%d,100.0,100.5,101.0,99.0]}' % values
                 await conn.send(msg, text=True)
                 sent += 1
             await asyncio.sleep(max(0.0, start + sent / rate - time.monotonic()))
@@ -211,8 +215,11 @@ def relay_cmd(relay: str, port: int, bport: int, port2: int = 0) -> list[str]:
         return [*scale, "--upstream", up]
     if relay == "candlecast":
         extra = os.environ.get("CANDLECAST_BENCH_ARGS", "").split()
-        return [sys.executable, "-m", "candlecast", "--port", str(port), "--source", "ws", "--format", "seed",
-                "--upstream", up, "--log-level", "warning", "--max-clients", "10000", *extra]  # fmt: skip
+        return [
+            *(sys.executable, "-m", "candlecast", "--port", str(port)),
+            *("--source", "ws", "--format", "seed", "--upstream", up),
+            *("--log-level", "warning", "--max-clients", "10000", *extra),
+        ]
     return [sys.executable, "-m", f"bench.relays.{relay}", "--port", str(port), "--upstream", up]
 
 
@@ -286,8 +293,7 @@ def pct(sorted_vals: list[int], q: float) -> float:
     return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))] / 1000.0
 
 
-async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profile: str | None = None
-                  ) -> dict[str, Any]:  # fmt: skip
+async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profile: str | None = None) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     async with broker() as (b, bport):
         port = free_port()
@@ -343,10 +349,11 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profil
             if profile:  # py-spy's collapsed stacks of the relay, for the measured window
                 out = f"{profile}/{relay}-{sc.name.replace(' ', '_')}.txt"
                 spy = await asyncio.create_subprocess_exec(
-                    py_spy(), "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "250",
-                    "--duration", str(int(seconds)), "--output", out, "--threads", "--gil",
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
+                    *(py_spy(), "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "250"),
+                    *("--duration", str(int(seconds)), "--output", out, "--threads", "--gil"),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             sent = await b.stream(sc.rate, seconds)
             if spy is not None:
                 await spy.wait()
@@ -388,7 +395,10 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profil
         "scenario": sc.name,
         "delivered_pct": 100.0 * delivered / expected if expected else 0.0,
         "deliveries_s": delivered / elapsed,
-        "p50": pct(lat, 0.50), "p90": pct(lat, 0.90), "p99": pct(lat, 0.99), "max": pct(lat, 1.0),
+        "p50": pct(lat, 0.50),
+        "p90": pct(lat, 0.90),
+        "p99": pct(lat, 0.99),
+        "max": pct(lat, 1.0),
         "cpu_per_1k": 1000.0 * cpu / delivered if delivered else float("nan"),
         "sys_share": sys_share,
         "cpu_per_1k_candles": 1000.0 * cpu / sent if sent else float("nan"),
@@ -399,16 +409,19 @@ async def run_one(relay: str, sc: Scenario, seconds: float, workers: int, profil
         "disorder": sum(r["disorder"] for r in healthy),
         "slow_disconnects": slow,
         "stalled_close": sorted({r["close"] for r in results if r["stalled"]}, key=str),
-    }  # fmt: skip
+    }
 
 
 def slow_note(r: dict[str, Any]) -> str:
     return "" if r.get("slow_disconnects") is None else f" ({r['slow_disconnects']} slow)"
 
 
+#: The results table's columns, as they head it ("|" between them, as two hold a space).
+TABLE_HEAD = "scenario|relay|deliv%|deliv/s|p50ms|p90ms|p99ms|maxms|cpu s/1k|sys%|peakMB|KB/cli|ΔRSS MB|stalled"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("scenario", "relay", "deliv%", "deliv/s", "p50ms", "p90ms", "p99ms", "maxms", "cpu s/1k",
-            "sys%", "peakMB", "KB/cli", "ΔRSS MB", "stalled")  # fmt: skip
+    head = TABLE_HEAD.split("|")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(
@@ -436,8 +449,11 @@ async def main() -> list[dict[str, Any]]:
     relays = a.relay or DEFAULT_RELAYS
     rows = []
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(f"# {stamp} · {platform.machine()} · {os.cpu_count()} cores · "
-          f"Python {platform.python_version()} · {seconds:.0f} s per run", flush=True)  # fmt: skip
+    print(
+        f"# {stamp} · {platform.machine()} · {os.cpu_count()} cores · "
+        f"Python {platform.python_version()} · {seconds:.0f} s per run",
+        flush=True,
+    )
     for sc in scenarios:
         for relay in relays:
             row = await run_one(relay, sc, sc.seconds or seconds, a.workers, a.profile)

@@ -51,12 +51,15 @@ def render(recipe: str, tmp: Path, subs: list[tuple[str, str]]) -> Path:
     return tmp / recipe
 
 
-def nginx_config(upstream_port: int, listen_port: int, tmp: Path, *, read_timeout: str | None = None,
-                 prefix_example: bool = False) -> Path:  # fmt: skip
+def nginx_config(
+    upstream_port: int, listen_port: int, tmp: Path, *, read_timeout: str | None = None, prefix_example: bool = False
+) -> Path:
     """deploy/nginx.conf (and its include) with only the upstream, the listen port, paths and
     (when asked) the read timeout substituted, and (when asked) the prefix example uncommented."""
-    subs = [("server candlecast:8000;", f"server 127.0.0.1:{upstream_port};"),
-            ("listen 8080;", f"listen 127.0.0.1:{listen_port};")]  # fmt: skip
+    subs = [
+        ("server candlecast:8000;", f"server 127.0.0.1:{upstream_port};"),
+        ("listen 8080;", f"listen 127.0.0.1:{listen_port};"),
+    ]
     if read_timeout:
         subs.append(("proxy_read_timeout 75s;", f"proxy_read_timeout {read_timeout};"))
     conf = render("nginx.conf", tmp, subs)
@@ -71,8 +74,9 @@ def nginx_config(upstream_port: int, listen_port: int, tmp: Path, *, read_timeou
 
 
 @asynccontextmanager
-async def nginx(upstream_port: int, tmp: Path, *, read_timeout: str | None = None,
-                prefix_example: bool = False) -> AsyncIterator[str]:  # fmt: skip
+async def nginx(
+    upstream_port: int, tmp: Path, *, read_timeout: str | None = None, prefix_example: bool = False
+) -> AsyncIterator[str]:
     """The real nginx (deploy/nginx.conf) on a loopback port; yields its address once it listens."""
     binary = require_binary("nginx")
     port = free_port()
@@ -87,8 +91,10 @@ async def nginx_scale(edges: list[int], tmp: Path, subs: list[tuple[str, str]] |
     (two loopback ports), with ``subs`` substituted too; yields its address once it listens."""
     binary = require_binary("nginx")
     port = free_port()
-    upstreams = [("server edge-a:8000", f"server 127.0.0.1:{edges[0]}"),
-                 ("server edge-b:8000", f"server 127.0.0.1:{edges[1]}")]  # fmt: skip
+    upstreams = [
+        ("server edge-a:8000", f"server 127.0.0.1:{edges[0]}"),
+        ("server edge-b:8000", f"server 127.0.0.1:{edges[1]}"),
+    ]
     conf = render("nginx-scale.conf", tmp, [*upstreams, ("listen 8080;", f"listen 127.0.0.1:{port};"), *(subs or [])])
     async with running_nginx(binary, conf, tmp):
         yield f"127.0.0.1:{port}"
@@ -264,14 +270,26 @@ def tool(name: str) -> str:
 
 
 def test_compose_file_is_valid_for_docker_compose_v2() -> None:
-    proc = subprocess.run([tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), "config", "--quiet"],
-                          capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_compose_file_wires_nginx_to_a_healthy_candlecast() -> None:
-    proc = subprocess.run([tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), "config", "--format", "json"],
-                          capture_output=True, text=True, timeout=60, check=True, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    )
     import json
 
     cfg = json.loads(proc.stdout)
@@ -284,8 +302,9 @@ def test_compose_file_wires_nginx_to_a_healthy_candlecast() -> None:
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    proc = subprocess.run([tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -297,8 +316,8 @@ async def recipe(name: str, tmp: Path, backends: list[Candlecast], subs: list[tu
     """deploy/``name`` (nginx.conf: one backend; nginx-scale.conf: two) in front of ``backends``."""
     if name == "nginx.conf":
         listen = free_port()
-        conf = render(name, tmp, [("server candlecast:8000;", f"server 127.0.0.1:{backends[0].port};"),
-                                  ("listen 8080;", f"listen 127.0.0.1:{listen};"), *subs])  # fmt: skip
+        upstream = ("server candlecast:8000;", f"server 127.0.0.1:{backends[0].port};")
+        conf = render(name, tmp, [upstream, ("listen 8080;", f"listen 127.0.0.1:{listen};"), *subs])
         async with running_nginx(require_binary("nginx"), conf, tmp):
             yield f"127.0.0.1:{listen}"
     else:
@@ -325,8 +344,10 @@ CONNS = 5  # the tests lower limit_conn (100 per address) to this; the directive
 async def test_each_recipe_logs_no_token_however_spelled_and_enforces_its_limits(tmp_path: Path, name: str) -> None:
     secret = "s3cret-MXQ4"
     settings = Settings(rate=50, symbols=("AAA",), tokens=(secret,))
-    subs = [("limit_conn per_ip_conn 100;", f"limit_conn per_ip_conn {CONNS};"),
-            ("client_header_timeout 10s;", "client_header_timeout 1s;")]  # fmt: skip
+    subs = [
+        ("limit_conn per_ip_conn 100;", f"limit_conn per_ip_conn {CONNS};"),
+        ("client_header_timeout 10s;", "client_header_timeout 1s;"),
+    ]
     async with AsyncExitStack() as stack:
         backends = [await stack.enter_async_context(candlecast(settings)) for _ in range(RECIPES.index(name) + 1)]
         addr = await stack.enter_async_context(recipe(name, tmp_path, backends, subs))

@@ -35,9 +35,11 @@ async def test_api_endpoints_serve_latest_state_and_history() -> None:
             assert [c["ot"] for c in candles.json()] == [12, 13, 14]
             assert len((await http.get("/api/candles", params={"symbol": "AAA"})).json()) == 10
             for params, status in [
-                ({}, 400), ({"symbol": "AAA", "limit": "x"}, 400), ({"symbol": "AAA", "limit": "11"}, 400),
+                ({}, 400),
+                ({"symbol": "AAA", "limit": "x"}, 400),
+                ({"symbol": "AAA", "limit": "11"}, 400),
                 ({"symbol": "ZZZ"}, 404),
-            ]:  # fmt: skip
+            ]:
                 r = await http.get("/api/candles", params=params)
                 assert r.status_code == status and r.json()["error"] and r.json()["detail"]
 
@@ -59,11 +61,17 @@ async def test_health_readiness_and_metrics() -> None:
             assert metrics.headers["content-type"].startswith("text/plain")
             text = metrics.text
             for name in (
-                "candlecast_clients 1.0", "candlecast_candles_in_total 1.0", "candlecast_candles_out_total 1.0",
-                "candlecast_upstream_connected 1.0", 'candlecast_malformed_total{reason="json"} 0.0',
-                "candlecast_delivery_latency_seconds_count 1.0", "candlecast_bridge_depth 0.0",
-                "candlecast_slow_disconnects_total 0.0", "candlecast_merged_total 0.0", "process_resident_memory_bytes",
-            ):  # fmt: skip
+                "candlecast_clients 1.0",
+                "candlecast_candles_in_total 1.0",
+                "candlecast_candles_out_total 1.0",
+                "candlecast_upstream_connected 1.0",
+                'candlecast_malformed_total{reason="json"} 0.0',
+                "candlecast_delivery_latency_seconds_count 1.0",
+                "candlecast_bridge_depth 0.0",
+                "candlecast_slow_disconnects_total 0.0",
+                "candlecast_merged_total 0.0",
+                "process_resident_memory_bytes",
+            ):
                 assert name in text, name
 
 
@@ -122,8 +130,10 @@ async def test_replay_source_serves_a_recorded_file(tmp_path: Path) -> None:
 async def test_record_writes_the_upstream_to_jsonl_for_replay(tmp_path: Path) -> None:
     out = tmp_path / "rec.jsonl"
     async with fake_broker() as broker:
-        cmd = [sys.executable, "-m", "candlecast", "record", "--upstream", broker.url, "--format", "seed",
-               "--out", str(out), "--count", "4", "--subscribe", '{"op":"sub"}']  # fmt: skip
+        cmd = [
+            *(sys.executable, "-m", "candlecast", "record", "--upstream", broker.url, "--format", "seed"),
+            *("--out", str(out), "--count", "4", "--subscribe", '{"op":"sub"}'),
+        ]
         async with await anyio.open_process(cmd, stderr=subprocess.STDOUT) as proc:
             await broker.wait_connections(1)
             await broker.send(seed("AAA", 1), "garbage", seed("AAA", 2), {"heartbeat": 1})

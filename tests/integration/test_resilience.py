@@ -231,8 +231,10 @@ async def test_sigterm_exits_0_within_5s_with_clients_and_a_silent_broker() -> N
         bport = next(iter(broker.sockets)).getsockname()[1]
         port = free_port()
         env = {**os.environ, "CANDLECAST_LOG_LEVEL": "info"}
-        cmd = [sys.executable, "-m", "candlecast", "--port", str(port), "--source", "ws",
-               "--upstream", f"ws://127.0.0.1:{bport}/"]  # fmt: skip
+        cmd = [
+            *(sys.executable, "-m", "candlecast", "--port", str(port)),
+            *("--source", "ws", "--upstream", f"ws://127.0.0.1:{bport}/"),
+        ]
         async with await anyio.open_process(cmd, env=env, stderr=subprocess.STDOUT) as proc:
             assert proc.stdout is not None
             log = BufferedByteReceiveStream(proc.stdout)

@@ -44,11 +44,11 @@ def test_environment_fills_and_flags_win() -> None:
 
 
 def test_ws_source_takes_url_format_and_subscribe() -> None:
-    s = from_argv(
-        ["--source", "ws", "--upstream", "wss://stream.example/ws", "--format", "binance",
-         "--subscribe", '{"method":"SUBSCRIBE"}'],
-        {},
-    )  # fmt: skip
+    argv = [
+        *("--source", "ws", "--upstream", "wss://stream.example/ws"),
+        *("--format", "binance", "--subscribe", '{"method":"SUBSCRIBE"}'),
+    ]
+    s = from_argv(argv, {})
     assert (s.source, s.format, s.subscribe) == ("ws", "binance", '{"method":"SUBSCRIBE"}')
 
 
@@ -105,8 +105,12 @@ FROZEN: list[tuple[str, str, str, object]] = [
     ("upstream", "--upstream", "CANDLECAST_UPSTREAM", None),
     ("format", "--format", "CANDLECAST_FORMAT", "seed"),
     ("subscribe", "--subscribe", "CANDLECAST_SUBSCRIBE", None),
-    ("symbols", "--symbols", "CANDLECAST_SYMBOLS",
-     ("BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD", "EURUSD", "GBPUSD", "USDJPY", "XAUUSD")),
+    (
+        "symbols",
+        "--symbols",
+        "CANDLECAST_SYMBOLS",
+        ("BTCUSD", "ETHUSD", "SOLUSD", "XRPUSD", "EURUSD", "GBPUSD", "USDJPY", "XAUUSD"),
+    ),
     ("rate", "--rate", "CANDLECAST_RATE", 20.0),
     ("bar_seconds", "--bar-seconds", "CANDLECAST_BAR_SECONDS", 60.0),
     ("intervals", "--intervals", "CANDLECAST_INTERVALS", ("1m", "5m", "15m", "1h", "4h", "1d")),
@@ -158,12 +162,20 @@ FROZEN: list[tuple[str, str, str, object]] = [
     ("snapshot_rate", "--snapshot-rate", "CANDLECAST_SNAPSHOT_RATE", 20000),
     ("keepalive_timeout", "--keepalive-timeout", "CANDLECAST_KEEPALIVE_TIMEOUT", 5),
     ("max_clients_per_ip", "--max-clients-per-ip", "CANDLECAST_MAX_CLIENTS_PER_IP", 0),
-]  # fmt: skip
+]
 #: The settings for which an empty flag or variable meant "not set" (the old _OPTIONAL lists).
 FROZEN_OPTIONAL = {
-    "upstream", "subscribe", "replay_file", "base_interval", "redis_url", "rest_url",
-    "jwt_secret", "jwt_public_key", "jwt_audience", "jwt_issuer",
-}  # fmt: skip
+    "upstream",
+    "subscribe",
+    "replay_file",
+    "base_interval",
+    "redis_url",
+    "rest_url",
+    "jwt_secret",
+    "jwt_public_key",
+    "jwt_audience",
+    "jwt_issuer",
+}
 GROUP_ORDER = ["server", "source", "history", "fan-out", "backplane", "access", "logging"]
 
 

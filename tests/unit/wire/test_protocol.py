@@ -84,14 +84,12 @@ def test_command_errors_name_the_problem(text: str, code: str) -> None:
 
 
 def test_frames_are_json_with_the_op_first() -> None:
-    assert orjson.loads(reply_frame("subscribed", frozenset({"B", "A"}), 1)) == {
-        "op": "subscribed", "symbols": ["A", "B"], "id": 1,
-    }  # fmt: skip
+    reply = orjson.loads(reply_frame("subscribed", frozenset({"B", "A"}), 1))
+    assert reply == {"op": "subscribed", "symbols": ["A", "B"], "id": 1}
     assert orjson.loads(reply_frame("subscribed", None)) == {"op": "subscribed", "symbols": "*"}
     assert orjson.loads(pong_frame(5, "p")) == {"op": "pong", "t": 5, "id": "p"}
-    assert orjson.loads(error_frame(ProtocolError("bad_json", "d"))) == {
-        "op": "error", "error": "bad_json", "detail": "d",
-    }  # fmt: skip
+    error = orjson.loads(error_frame(ProtocolError("bad_json", "d")))
+    assert error == {"op": "error", "error": "bad_json", "detail": "d"}
 
 
 # -- any input: a command (or options) or ProtocolError --------------------------------------------
