@@ -395,9 +395,6 @@ class Settings:
 OPTIONS: Final[Mapping[str, Option]] = MappingProxyType({f.name: f.metadata[_OPTION] for f in fields(Settings)})
 #: The settings whose default is ``None``: for these an empty flag or variable means "not set".
 OPTIONAL: Final = frozenset(f.name for f in fields(Settings) if f.default is None)
-#: ``name -> (converter, help)``, derived from :data:`OPTIONS` for tests/unit/test_properties.py;
-#: not a second table (nothing is declared here), to go once that test reads :data:`OPTIONS`.
-_OPTIONS: Final = {name: (option.convert, option.help) for name, option in OPTIONS.items()}
 
 
 def _flag(name: str) -> str:

@@ -398,9 +398,9 @@ def test_service_refuses_a_bad_format_at_construction(probe: Probe) -> None:
 
 
 @FAST
-@given(name=st.sampled_from(sorted(settings._OPTIONS)), text=st.text(max_size=40))
+@given(name=st.sampled_from(sorted(settings.OPTIONS)), text=st.text(max_size=40))
 def test_every_settings_converter_returns_a_value_or_raises_value_error(name: str, text: str) -> None:
-    convert = settings._OPTIONS[name][0]
+    convert = settings.OPTIONS[name].convert
     try:
         convert(text)
     except ValueError:
@@ -414,7 +414,7 @@ _TOUCHES_FILES = {"format", "jwt_public_key", "replay_file", "chart_js", "upstre
 @FAST
 @given(
     values=st.dictionaries(
-        st.sampled_from(sorted(set(settings._OPTIONS) - _TOUCHES_FILES)), st.text(max_size=40), max_size=4
+        st.sampled_from(sorted(set(settings.OPTIONS) - _TOUCHES_FILES)), st.text(max_size=40), max_size=4
     )
 )
 def test_settings_load_returns_settings_or_raises_settings_error(values: dict[str, str]) -> None:

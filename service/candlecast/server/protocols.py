@@ -36,7 +36,7 @@ and uses the state its ``__init__`` declares. What goes further -- two underscor
 uvicorn's HTTP protocol, the WebSocket protocol's message buffer and handshake objects, its
 queue and event, websockets' ``parser_exc`` -- is read in one section at the end of this module,
 one small function each, written against uvicorn 0.54.0 and websockets 17.4.
-``tests/unit/test_server_protocols.py`` fails loudly if one of them changes; ``pyproject.toml``
+``tests/unit/server/test_protocols.py`` fails loudly if one of them changes; ``pyproject.toml``
 pins uvicorn to that range and :func:`candlecast.server.runner.check_uvicorn` refuses to start
 with another.
 """
@@ -551,7 +551,7 @@ class GuardedWebSocketProtocol(_Bound, WebSocketsSansIOProtocol):
 # -- uvicorn's and websockets' internals ----------------------------------------------------------
 # Read from uvicorn 0.54.0 (protocols/http/httptools_impl.py, protocols/websockets/
 # websockets_sansio_impl.py) and websockets 17.4 (protocol.py): the only places this module
-# touches state those libraries do not document. tests/unit/test_server_protocols.py's
+# touches state those libraries do not document. tests/unit/server/test_protocols.py's
 # test_internals_* fail if one changes; pyproject.toml pins uvicorn to the range read.
 
 
