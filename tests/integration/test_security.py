@@ -531,3 +531,27 @@ async def test_static_serves_only_the_pages_own_files() -> None:
             "/static/",
         ):
             assert (await http.get(path)).status_code == 404, path
+
+
+async def test_a_client_closed_for_abuse_first_gets_what_was_queued_then_the_close() -> None:
+    """2000 pings as fast as they go: every reply queued before the decision arrives (the pongs of
+    the burst, then the rate_limited refusals), then 1008 -- not the close alone."""
+    async with candlecast(Settings(rate=5, symbols=("AAA",))) as cc:
+        async with client(cc.ws_url("symbols=NONE")) as ws:
+            for i in range(2000):
+                await ws.send(f'{{"op":"ping","id":{i}}}')
+            code, reason, frames = await closed_with(ws)
+            assert (code, reason) == (1008, "too many messages")
+            pongs = [f["id"] for f in frames if f.get("op") == "pong"]
+            limited = [f for f in frames if f.get("error") == "rate_limited"]
+            assert pongs == list(range(len(pongs))) and len(pongs) >= CONTROL_BURST - 1, pongs
+            assert len(limited) == MAX_RATE_LIMITED, len(limited)
+
+
+async def test_a_client_closed_for_bad_messages_first_gets_their_error_frames() -> None:
+    async with candlecast(Settings(rate=5, symbols=("AAA",))) as cc, client(cc.ws_url("symbols=NONE")) as ws:
+        for _ in range(MAX_ERRORS + 1):
+            await ws.send("not json")
+        code, reason, frames = await closed_with(ws)
+        assert (code, reason) == (1008, "too many bad messages")
+        assert [f.get("error") for f in frames] == ["bad_json"] * MAX_ERRORS, frames

@@ -73,6 +73,7 @@ class Subscriber:
         "_unroute",
         "_waiter",
         "busy",
+        "_flushing",
         "close_reason",
         "direct",
         "ending",
@@ -114,6 +115,7 @@ class Subscriber:
         self.busy = False  # a writer started by start_writer has not finished yet
         self.out: list[bytes] | None = None
         self.out_received = 0.0
+        self._flushing = False  # ended, but the writer writes what was queued first
 
     def go_direct(self, direct: DirectWrite, start_writer: Callable[[], object]) -> None:
         """Serve this client through ``direct`` while it is caught up; ``start_writer`` starts a
@@ -130,10 +132,10 @@ class Subscriber:
     def offer(self, update: Update) -> bool:
         """Queue ``update`` without waiting (merged into its bar while behind). False when the
         queue is full: the caller must then :meth:`end` this subscriber."""
+        if self.state is SubscriptionState.ENDED:
+            return True  # ended (maybe still flushing what was queued before): takes nothing more
         q = self._queue
         if q is None:
-            if self.state is SubscriptionState.ENDED:
-                return True  # ended already; the hub drops it from its routes
             q = self._queue = ClientQueue(self._bound)
         taken = q.offer(update)
         if taken == MERGED:
@@ -179,18 +181,36 @@ class Subscriber:
             bucket = self._bucket = TokenBucket(budget.rate, budget.burst, now)
         return bucket.take(now, len(snapshot.updates))
 
-    def end(self, ending: Ending, reason: str) -> None:
-        """Stop routing to this client and ask its session to close (why: ``ending``). Idempotent."""
+    def end(self, ending: Ending, reason: str, *, flush: bool = False) -> None:
+        """Stop routing to this client and ask its session to close (why: ``ending``). With
+        ``flush``, what is queued now is written first (nothing more is taken): the ``on_end``
+        callbacks run once the writer has handed it all over. Idempotent."""
         if self.state is SubscriptionState.ENDED:
             return
         self.state = SubscriptionState.ENDED
         self.ending = ending
         self.close_reason = reason
-        self._queue = None
         self.out = None
-        self._wake()
         if self._unroute is not None:
             self._unroute(self)
+        if flush and self._queue:
+            self._flushing = True
+            self._wake()  # a parked writer drains it
+            if self.start_writer is not None and not self.busy:
+                self.busy = True
+                self.start_writer()
+            return
+        self._queue = None
+        self._wake()
+        self._ended()
+
+    @property
+    def flushing(self) -> bool:
+        """Ended, and what was queued before is still being written."""
+        return self._flushing
+
+    def _ended(self) -> None:
+        self._flushing = False
         for callback in self._on_end:
             callback()
 
@@ -217,6 +237,9 @@ class Subscriber:
         """
         while not self._queue:
             if self.state is SubscriptionState.ENDED:
+                if self._flushing:  # everything queued before the end has been handed over
+                    self._queue = None
+                    self._ended()
                 return None
             if self.start_writer is not None:  # the direct path serves the client from now on
                 self.busy = False
@@ -227,7 +250,7 @@ class Subscriber:
                 await waiter
             finally:
                 self._waiter = None
-        if self.state is SubscriptionState.ENDED:
+        if self.state is SubscriptionState.ENDED and not self._flushing:
             return None
         return self._queue.drain()
 

@@ -18,8 +18,10 @@ session's task group while the client has anything queued. The session:
    other. On the direct path the hub writes a caught-up client's frames itself, and the writer
    runs only while something is queued (the snapshot, replies, a client that fell behind);
    otherwise one writer runs for the whole session;
-6. unsubscribes, then closes with the code the hub chose (1013 slow, 1001 shutdown, 1008
-   abuse, 4001 expired), unless the client is already gone. The close is shielded and bounded, so
+6. unsubscribes, then closes with the code for how the session ended (1013 slow, 1001 shutdown,
+   1008 abuse, 4001 expired), unless the client is already gone. A client closed for abuse first
+   gets what was queued before the decision (its error frames among it), bounded by
+   :data:`CLOSE_TIMEOUT`. The close is shielded and bounded, so
    cancellation cannot skip it and a dead peer cannot hold the task; a 1013 waits longer
    (unshielded) for a stalled client's socket to take the close frame.
 
@@ -182,6 +184,9 @@ async def _serve(runtime: Runtime, websocket: WebSocket, send: Send, guard: Guar
                     if grant.expires is not None:
                         tg.start_soon(_expire, sub, grant.expires, guard)
                     await _reader(websocket, hub, sub, stats, grant, guard)
+                    if sub.flushing:  # closed for abuse: what was queued first (its writer ends the scope)
+                        with anyio.move_on_after(CLOSE_TIMEOUT):
+                            await anyio.sleep_forever()
                     tg.cancel_scope.cancel()
     except HubFull:
         stats.rejected_clients += 1
@@ -282,7 +287,7 @@ async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats,
             guard.rate_limited += 1
             limited += 1
             if limited > MAX_RATE_LIMITED:
-                sub.end(Ending.ABUSE, "too many messages")
+                sub.end(Ending.ABUSE, "too many messages", flush=True)
                 return
             sub.queue(Reply(error_frame(ProtocolError("rate_limited", f"at most {CONTROL_RATE:g} messages/s"))))
             continue
@@ -295,7 +300,7 @@ async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats,
             stats.client_errors += 1
             errors += 1
             if errors > MAX_ERRORS:
-                sub.end(Ending.ABUSE, "too many bad messages")
+                sub.end(Ending.ABUSE, "too many bad messages", flush=True)
                 return
             sub.queue(Reply(error_frame(exc)))
             continue
@@ -324,7 +329,7 @@ async def _reader(websocket: WebSocket, hub: Hub, sub: Subscriber, stats: Stats,
                 stats.client_errors += 1
                 errors += 1  # a refused token is a bad message: no endless guessing on one socket
                 if errors > MAX_ERRORS:
-                    sub.end(Ending.ABUSE, "too many bad messages")
+                    sub.end(Ending.ABUSE, "too many bad messages", flush=True)
                     return
                 sub.queue(Reply(error_frame(exc)))
         else:
