@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -150,3 +151,31 @@ async def test_record_writes_the_upstream_to_jsonl_for_replay(tmp_path: Path) ->
     async with candlecast(settings) as cc, client(cc.ws_url()) as ws:
         while (await recv_json(ws))["ot"] != 2:
             pass
+
+
+@pytest.mark.parametrize("run", range(3))
+async def test_ready_means_servable_the_simulators_history_is_in_the_hub_and_no_client_gets_it_live(run: int) -> None:
+    """``python -m candlecast`` as a new user starts it: /readyz says 200 only once the start-up
+    history is merged (so /api/symbols and a snapshot already hold it), and a client connected then
+    gets that history in its snapshot and only the present live, never the past as a flood of live
+    updates. Three starts: the race it had showed in about half of them."""
+    from tests.integration.scale import child
+
+    async with child("--rate", "20", "--backfill", "300") as proc:
+        await proc.wait_log(b"Application startup complete")
+        url = f"http://127.0.0.1:{proc.port}"
+        async with httpx.AsyncClient(base_url=url) as http:
+            with anyio.fail_after(DEADLINE):  # no event to await over HTTP: ask until it says ready
+                while (await http.get("/readyz")).status_code != 200:
+                    pass
+            symbols = (await http.get("/api/symbols")).json()
+            assert sorted(s["symbol"] for s in symbols) == sorted(Settings().symbols)
+            async with client(f"ws://127.0.0.1:{proc.port}/ws?symbols=BTCUSD&history=300&batch=1") as ws:
+                snapshot = await recv_json(ws)
+                assert isinstance(snapshot, list) and len(snapshot) == 300
+                newest = snapshot[-1]["ot"]
+                live: list[Any] = []
+                while len(live) < 5:
+                    msg = await recv_json(ws)
+                    live.extend(msg if isinstance(msg, list) else [msg])
+                assert all(isinstance(c, dict) and c.get("ot", 0) >= newest for c in live), live[:3]

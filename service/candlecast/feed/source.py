@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import anyio
 from prometheus_client.core import CounterMetricFamily
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from ..history.filler import HistoryFiller
-    from ..upstream.source import Source
+    from ..upstream.source import HasHistory, Source
 
 __all__ = ["SourceFeed"]
 
@@ -50,6 +50,7 @@ class SourceFeed:
         self.bridge: Bridge[Ingest] = Bridge(bridge_size)
         self.filler = filler
         self._history: deque[Batch] = deque()
+        self.seeding = False  # the source's own start-up history is not in the hub yet
         self._scope = anyio.CancelScope()
         put = self.bridge.put
         monotonic = time.monotonic
@@ -75,7 +76,18 @@ class SourceFeed:
         self._producer = ProducerThread(source, emit, self.bridge)
 
     def start(self) -> None:
+        """Take the source's own start-up history, if it has one, as a history batch (readiness
+        waits until the hub has merged it), then start the producer thread."""
+        history = getattr(self.source, "history", None)
+        if callable(history):
+            candles = cast("HasHistory", self.source).history()
+            if candles:
+                self.seeding = True
+                self.deliver(candles, self._seeded)
         self._producer.start()
+
+    def _seeded(self) -> None:
+        self.seeding = False
 
     async def run(self) -> None:
         if self.filler is None:
@@ -112,7 +124,7 @@ class SourceFeed:
     def readiness(self, now: float) -> Readiness:
         up = self.source.upstream
         age = up.message_age(now)
-        if self.filler is not None and self.filler.backfilling:
+        if self.seeding or (self.filler is not None and self.filler.backfilling):
             return Readiness("backfilling", age)
         if not up.connected:
             return Readiness("upstream finished" if up.finished else "upstream not connected", age)

@@ -140,12 +140,22 @@ class SimSource:
         self.upstream = Upstream()
         self.malformed: Mapping[str, int] = {}  # made-up data is never malformed
         self._wall_ms = wall_ms
+        self._history_taken = False
+
+    def history(self) -> list[Candle]:
+        """The made-up past (:meth:`Simulator.backfill`), once: the feed delivers it as history,
+        merged before the source runs, so readiness waits for it and no client gets it as live
+        updates. Call it before :meth:`run` (which then starts with the present)."""
+        if self._history_taken:
+            return []
+        self._history_taken = True
+        return self.sim.backfill(self._wall_ms(), self.backfill, self.higher)
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
         up = self.upstream
         up.connected = True
         up.connects += 1
-        for candle in self.sim.backfill(self._wall_ms(), self.backfill, self.higher):
+        for candle in self.history():  # not taken by a feed: emitted first, as before
             emit(candle)
         start = time.monotonic()
         sent = 0

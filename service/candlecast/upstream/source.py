@@ -17,7 +17,7 @@ from typing import Protocol
 from ..model.candle import REASONS, Candle, Format, MalformedMessage, decode
 from ..model.pacing import Throttle
 
-__all__ = ["Emit", "Normalizer", "Source", "Upstream"]
+__all__ = ["Emit", "HasHistory", "Normalizer", "Source", "Upstream"]
 
 log = logging.getLogger("candlecast.upstream")
 
@@ -46,6 +46,13 @@ class Source(Protocol):
     def run(self, emit: Emit, stop: threading.Event) -> None: ...
 
     def wake(self) -> None: ...
+
+
+class HasHistory(Protocol):
+    """A source that makes up or knows its own past (the simulator): the feed takes it once,
+    before the source runs, and delivers it as history."""
+
+    def history(self) -> list[Candle]: ...
 
 
 class Upstream:
