@@ -5,6 +5,12 @@ thread at ``rate`` updates per second across all symbols, waiting on the stop ev
 updates (pacing, not polling). It starts with ``backfill`` finished bars of made-up past per
 symbol, so dashboards have history at once. Each update moves the current bar's high/low/close; a new bar
 opens when the wall clock crosses a ``bar_seconds`` boundary. ``t`` and ``ot`` are epoch ms.
+
+Plausible, whatever ``--rate``: each built-in symbol has its market's price level, tick and
+yearly volatility (:data:`PROFILES`); any other symbol a seeded level, six significant digits
+and 80 %. A move's size follows the *time* since the symbol's last update (a random walk with
+``sigma * sqrt(dt)``), and the made-up past uses the same volatility per unit of time, so live
+bars continue the history at its scale however many updates a second there are.
 """
 
 from __future__ import annotations
@@ -14,20 +20,35 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Final
 
 from ..model.candle import Candle
 from ..model.intervals import cover_span
 from .source import Emit, Upstream
 
-__all__ = ["SimSource", "Simulator"]
+__all__ = ["PROFILES", "SimSource", "Simulator"]
 
 # Catch-up bound: after a stall (a full bridge, a suspended process), emit at most this many
 # updates at once instead of the whole backlog.
 _MAX_BURST = 10_000
 
 
-def _round(price: float) -> float:
-    return round(price, 4 if price < 10 else 2)
+#: Built-in symbols: (price level, decimals of the tick, yearly volatility) of their markets.
+PROFILES: Final[dict[str, tuple[float, int, float]]] = {
+    "BTCUSD": (65_000.0, 2, 0.60),
+    "ETHUSD": (3_200.0, 2, 0.70),
+    "SOLUSD": (150.0, 3, 0.90),
+    "XRPUSD": (0.55, 5, 0.80),
+    "EURUSD": (1.085, 5, 0.08),
+    "GBPUSD": (1.27, 5, 0.09),
+    "USDJPY": (150.0, 3, 0.10),
+    "XAUUSD": (2_350.0, 2, 0.15),
+}
+_YEAR_SECONDS: Final = 365.25 * 86_400
+#: Yearly volatility of a symbol without a profile.
+_DEFAULT_VOLATILITY: Final = 0.80
+#: Moves per made-up base bar (its high and low come from them).
+_MOVES_PER_BAR: Final = 12
 
 
 class _Bar:
@@ -46,9 +67,21 @@ class Simulator:
         self._rng = random.Random(seed)
         self._symbols = tuple(symbols)
         self._bar_ms = max(1, round(bar_seconds * 1000))
-        self._price = {s: round(10 ** self._rng.uniform(0, 4.5), 2) for s in self._symbols}
+        self._decimals: dict[str, int] = {}
+        self._sigma: dict[str, float] = {}  # per sqrt(second)
+        self._price: dict[str, float] = {}
+        for s in self._symbols:
+            level, decimals, volatility = PROFILES.get(s) or self._unknown()
+            self._decimals[s] = decimals
+            self._sigma[s] = volatility / math.sqrt(_YEAR_SECONDS)
+            self._price[s] = round(level, decimals)
+        self._last_ms: dict[str, int] = {}
         self._bars: dict[str, _Bar] = {}
         self._next = 0
+
+    def _unknown(self) -> tuple[float, int, float]:
+        level = 10 ** self._rng.uniform(0, 4.5)
+        return level, max(0, 5 - math.floor(math.log10(level))), _DEFAULT_VOLATILITY
 
     def step(self, now_ms: int) -> Candle:
         """The next update: symbols take turns; the price moves by a small random step."""
@@ -58,7 +91,10 @@ class Simulator:
         bar = self._bars.get(s)
         if bar is None or ot > bar.ot:
             bar = self._bars[s] = _Bar(ot, self._price[s])
-        self._move(s, bar)
+        last = self._last_ms.get(s)
+        self._last_ms[s] = now_ms
+        seconds = (now_ms - last) / 1000 if last is not None else self._bar_ms / 1000 / _MOVES_PER_BAR
+        self._move(s, bar, max(seconds, 0.001))
         return Candle(s=s, t=now_ms, ot=bar.ot, o=bar.o, h=bar.h, l=bar.l, c=bar.c, v=bar.v)
 
     def backfill(self, now_ms: int, bars: int, higher: Sequence[tuple[int, str]] = ()) -> list[Candle]:
@@ -86,8 +122,8 @@ class Simulator:
         for ot in range(start, current, self._bar_ms):
             for s in self._symbols:
                 bar = _Bar(ot, self._price[s])
-                for _ in range(12):
-                    self._move(s, bar)
+                for _ in range(_MOVES_PER_BAR):
+                    self._move(s, bar, self._bar_ms / 1000 / _MOVES_PER_BAR)
                 out.append(Candle(s, ot + self._bar_ms - 1, ot, bar.o, bar.h, bar.l, bar.c, bar.v))
         return out
 
@@ -95,23 +131,26 @@ class Simulator:
         """``bars`` bars of ``ms`` ms ending at ``end`` whose last close is the price now: a
         random walk taken backwards."""
         rng = self._rng
-        scale = 0.0024 * math.sqrt(ms / self._bar_ms)
+        scale = self._sigma[s] * math.sqrt(ms / 1000)  # the same volatility per unit of time as live
+        digits = self._decimals[s]
         price = self._price[s]
         made: list[Candle] = []
         for k in range(1, bars + 1):
             close = price
-            open_ = _round(close * math.exp(rng.gauss(0.0, scale)))
-            high = max(open_, close, _round(max(open_, close) * (1 + abs(rng.gauss(0.0, scale / 2)))))
-            low = min(open_, close, _round(min(open_, close) * (1 - abs(rng.gauss(0.0, scale / 2)))))
+            open_ = round(close * math.exp(rng.gauss(0.0, scale)), digits)
+            high = max(open_, close, round(max(open_, close) * (1 + abs(rng.gauss(0.0, scale / 2))), digits))
+            low = min(open_, close, round(min(open_, close) * (1 - abs(rng.gauss(0.0, scale / 2))), digits))
             ot = end - k * ms
-            volume = round(rng.uniform(0.01, 5.0) * 12 * ms / self._bar_ms, 4)
+            volume = round(rng.uniform(0.01, 5.0) * _MOVES_PER_BAR * ms / self._bar_ms, 4)
             made.append(Candle(s, ot + ms - 1, ot, open_, high, low, close, volume, name))
             price = open_
         made.reverse()
         return made
 
-    def _move(self, s: str, bar: _Bar) -> None:
-        price = _round(self._price[s] * math.exp(self._rng.gauss(0.0, 0.0008 * 3)))
+    def _move(self, s: str, bar: _Bar, seconds: float) -> None:
+        """One step of the walk, ``seconds`` after the symbol's last one: sigma * sqrt(seconds)."""
+        step = self._sigma[s] * math.sqrt(seconds)
+        price = round(self._price[s] * math.exp(self._rng.gauss(0.0, step)), self._decimals[s])
         self._price[s] = price
         bar.c = price
         bar.h = max(bar.h, price)
