@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..model.candle import Candle, MalformedMessage, make_candle
 from ..model.intervals import Interval
 from .contract import Request, Wanted, rest_bar
-from .shapes import epoch_ms, header_int, json_list, json_object
+from .shapes import epoch_millis, epoch_ms, header_int, json_list, json_object
 
 __all__ = ["parse_binance", "BinanceHistory", "EXAMPLE"]
 
@@ -20,23 +20,48 @@ __all__ = ["parse_binance", "BinanceHistory", "EXAMPLE"]
 def parse_binance(msg: object) -> list[Candle]:
     """Binance kline events, raw (``{"e": "kline", ...}``) or combined (``{"stream", "data"}``).
 
-    Prices and volume arrive as strings; times are epoch milliseconds; ``ot`` is ``k.t``.
-    Subscription acks (``{"result": null, "id": 1}``) and other events give none.
+    Prices and volume arrive as strings; times are epoch milliseconds, or microseconds on a
+    stream opened with ``timeUnit=MICROSECOND`` (turned into milliseconds: :func:`epoch_millis`);
+    ``ot`` is ``k.t``. Subscription acks (``{"result": null, "id": 1}``) and other events give
+    none; an error reply (``{"code": 2, "msg": "Invalid request: ..."}``, or the same wrapped as
+    ``{"error": {...}, "id": 1}``) raises ``refused``.
     """
     m = json_object(msg, "message")
     if "data" in m and "stream" in m:
         m = json_object(m["data"], "data")
+    error = _error_reply(m)
+    if error is not None:
+        raise MalformedMessage("refused", f"binance error {error.get('code')!r}: {error.get('msg')!r:.120}")
     if m.get("e") != "kline":
         return []
     k = json_object(m.get("k"), "k")
     try:
         return [
             make_candle(
-                k.get("s", m.get("s")), m["E"], k["t"], k["o"], k["h"], k["l"], k["c"], k.get("v"), strings=True
+                k.get("s", m.get("s")),
+                epoch_millis(m["E"]),
+                epoch_millis(k["t"]),
+                k["o"],
+                k["h"],
+                k["l"],
+                k["c"],
+                k.get("v"),
+                strings=True,
             )
         ]
     except KeyError as exc:
         raise MalformedMessage("shape", f"kline lacks {exc.args[0]!r}") from None
+
+
+def _error_reply(m: Mapping[str, object]) -> Mapping[str, object] | None:
+    """The error of a reply to a request (web-socket-streams.md, "Error Messages"): the message
+    itself (``{"code", "msg"}``, as documented) or its ``error`` object (as the servers send it)."""
+    if "e" in m:
+        return None
+    if "code" in m and "msg" in m:
+        return m
+    error = m.get("error")
+    return error if isinstance(error, dict) else None
 
 
 _BINANCE_INTERVALS: Final = frozenset(

@@ -1,5 +1,6 @@
 """The history half of a format: what a broker's REST API is asked for past bars, and how its
-answers become candles. Pure: the I/O is :mod:`candlecast.history.client`'s.
+answers become candles; and a format's :class:`Heartbeat`. Pure: the I/O is
+:mod:`candlecast.history.client`'s and :mod:`candlecast.upstream.websocket`'s.
 
 A format may come with a :class:`HistoryFormat` (:func:`candlecast.formats.history` finds it): an
 object that
@@ -14,6 +15,10 @@ object that
 - says how long to hold off before the next request, from the answer's rate-limit headers
   (:meth:`~HistoryFormat.pause`).
 
+A format may also declare a :class:`Heartbeat` as its callable's ``heartbeat`` attribute (as a
+plug-in sets ``history``; :func:`heartbeat_of` reads it): the text the broker wants when the feed
+has been quiet, and its text answer, which is then no malformed message.
+
 Bars parsed from REST carry ``t`` = the bar's last millisecond (``ot`` + interval - 1), ``ot`` in
 epoch ms (:func:`rest_bar`), and ``i`` = the interval's name when it is not the stream's base
 interval (the caller tags them).
@@ -27,10 +32,27 @@ from typing import Protocol, runtime_checkable
 
 import orjson
 
-from ..model.candle import Candle, make_candle
+from ..model.candle import Candle, Format, make_candle
 from ..model.intervals import Interval
 
-__all__ = ["HistoryFormat", "Request", "Wanted", "rest_bar", "subscribe_message"]
+__all__ = ["Heartbeat", "HistoryFormat", "Request", "Wanted", "heartbeat_of", "rest_bar", "subscribe_message"]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A text keepalive a broker expects: after ``quiet`` seconds with no message the source sends
+    ``ping``, and reconnects if nothing (``pong`` or data) comes within ``quiet`` more; ``pong``,
+    the broker's answer, is a heartbeat, not a message for the format."""
+
+    ping: str
+    pong: str
+    quiet: float
+
+
+def heartbeat_of(fmt: Format) -> Heartbeat | None:
+    """The :class:`Heartbeat` the format declares (its ``heartbeat`` attribute), if any."""
+    beat = getattr(fmt, "heartbeat", None)
+    return beat if isinstance(beat, Heartbeat) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,14 +5,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from ..model.candle import Candle, MalformedMessage, make_candle
 from ..model.intervals import Interval
-from .contract import Request, Wanted, rest_bar
+from .contract import Heartbeat, Request, Wanted, rest_bar
 from .shapes import epoch_ms, epoch_ms_text, json_list, json_object
 
-__all__ = ["parse_okx", "OkxHistory", "EXAMPLE"]
+__all__ = ["EXAMPLE", "HEARTBEAT", "OkxHistory", "base_volume", "parse_okx"]
 
 
 def parse_okx(msg: object) -> list[Candle]:
@@ -20,10 +20,11 @@ def parse_okx(msg: object) -> list[Candle]:
 
     ``{"arg": {"channel": "candle1D", "instId": "BTC-USDT"}, "data": [["<ts ms>", "o", "h",
     "l", "c", "vol", "volCcy", "volCcyQuote", "confirm"], …]}``: the symbol is ``arg.instId``,
-    every row of ``data`` is a candle, ``ot`` is ``ts`` (a string of epoch ms) and ``v`` is
-    ``vol``. OKX sends no event time, so ``t`` is ``ts`` too. Events (``subscribe`` acks,
-    notices) and other channels (``mark-price-candle*``, ``index-candle*``) give none; an
-    ``"event": "error"`` raises ``refused``.
+    every row of ``data`` is a candle, ``ot`` is ``ts`` (a string of epoch ms) and ``v`` the
+    volume in the base currency (:func:`base_volume`). OKX sends no event time, so ``t`` is
+    ``ts`` too. Events (``subscribe`` acks, notices) and other channels (``mark-price-candle*``,
+    ``index-candle*``) give none; an ``"event": "error"`` raises ``refused``. The text ``pong``
+    answering candlecast's ``ping`` is its :data:`HEARTBEAT`'s, never parsed here.
     """
     m = json_object(msg, "message")
     event = m.get("event")
@@ -44,9 +45,30 @@ def parse_okx(msg: object) -> list[Candle]:
         if len(bar) < 5:
             raise MalformedMessage("shape", f"candle row has {len(bar)} fields, want [ts, o, h, l, c, vol, …]")
         ts = epoch_ms_text(bar[0], "ts")
-        volume = bar[5] if len(bar) > 5 else None
-        candles.append(make_candle(symbol, ts, ts, bar[1], bar[2], bar[3], bar[4], volume, strings=True))
+        candles.append(
+            make_candle(symbol, ts, ts, bar[1], bar[2], bar[3], bar[4], base_volume(symbol, bar), strings=True)
+        )
     return candles
+
+
+#: OKX closes a connection that received nothing for 30 s and asks for the text ``ping`` before
+#: then, answered by the text ``pong`` (docs-v5, "WebSocket / Overview"): sent after 20 s of quiet.
+HEARTBEAT: Final = Heartbeat(ping="ping", pong="pong", quiet=20.0)
+parse_okx.heartbeat = HEARTBEAT  # type: ignore[attr-defined]  # read by heartbeat_of, as a plug-in's parse.history
+
+
+def base_volume(inst_id: object, row: list[Any]) -> object:
+    """A candle row's volume in the instrument's base currency (``None`` when the row has none).
+
+    OKX's ``vol`` counts contracts for derivatives (``BTC-USDT-SWAP``, futures ``BTC-USD-250328``,
+    options ``BTC-USD-250328-60000-C``) and the base currency for SPOT/MARGIN (``BTC-USDT``), where
+    ``volCcy`` is the quote currency; for derivatives ``volCcy`` is the base currency. So ``v`` is
+    ``vol`` for an ``instId`` of two parts and ``volCcy`` for the others: always the base currency,
+    like the other exchanges' volumes.
+    """
+    spot = isinstance(inst_id, str) and inst_id.count("-") == 1
+    index = 5 if spot else 6
+    return row[index] if len(row) > index else None
 
 
 _OKX_INTERVALS: Final = {
@@ -73,9 +95,10 @@ _OKX_NAMES: Final = {**{v: k for k, v in _OKX_INTERVALS.items()}, "6H": None, "1
 class OkxHistory:
     """OKX v5 ``GET /api/v5/market/candles`` (the most recent bars, up to 300 a call) and
     ``/api/v5/market/history-candles`` (older ones, up to 100 a call): ``{"code": "0", "data":
-    [["ts ms", "o", "h", "l", "c", "vol", …, "confirm"], …]}``, newest first. ``after`` asks for
-    bars before a time, ``before`` for bars after one. Days and longer use the UTC-aligned bars
-    (``1Dutc``), as candlecast's intervals are. Streams: the subscribe message's
+    [["ts ms", "o", "h", "l", "c", "vol", "volCcy", …, "confirm"], …]}``, newest first; ``v`` as
+    the stream's (:func:`base_volume`). ``after`` asks for bars before a time, ``before`` for bars
+    after one. Days and longer use the UTC-aligned bars (``1Dutc``, ``1Wutc`` from Monday), as
+    candlecast's intervals are. Streams: the subscribe message's
     ``{"channel": "candle1m", "instId": "BTC-USDT"}`` args."""
 
     base_url = "https://www.okx.com"
@@ -122,7 +145,7 @@ class OkxHistory:
             k = json_list(row, "candle")
             if len(k) < 6:
                 raise MalformedMessage("shape", f"candle has {len(k)} fields, want [ts, o, h, l, c, vol, …]")
-            out.append(rest_bar(symbol, interval, epoch_ms(k[0], "ts"), k[1], k[2], k[3], k[4], k[5]))
+            out.append(rest_bar(symbol, interval, epoch_ms(k[0], "ts"), k[1], k[2], k[3], k[4], base_volume(symbol, k)))
         out.reverse()  # newest first on the wire
         return out
 

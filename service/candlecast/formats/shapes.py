@@ -13,7 +13,16 @@ from typing import Any, Final
 
 from ..model.candle import MalformedMessage
 
-__all__ = ["epoch_ms", "epoch_ms_text", "header_int", "json_list", "json_object", "rfc3339_ms"]
+__all__ = [
+    "EPOCH_US_ABOVE",
+    "epoch_millis",
+    "epoch_ms",
+    "epoch_ms_text",
+    "header_int",
+    "json_list",
+    "json_object",
+    "rfc3339_ms",
+]
 
 
 def json_object(value: object, what: str) -> Mapping[str, Any]:
@@ -35,6 +44,20 @@ def epoch_ms_text(value: object, field: str) -> int:
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 16:
         return int(value)
     raise MalformedMessage("type", f"{field} must be epoch milliseconds as a string of digits, got {value!r:.40}")
+
+
+#: Epoch times above this are microseconds, below it milliseconds: 1e15 ms is the year 33658, 1e15 µs
+#: is 2001-09-09, before any exchange's data (Binance's ``timeUnit=MICROSECOND`` streams).
+EPOCH_US_ABOVE: Final = 10**15
+
+
+def epoch_millis(value: object) -> object:
+    """An epoch time in milliseconds: an int in microseconds (above :data:`EPOCH_US_ABOVE`) is
+    truncated to the millisecond; anything else is returned as it is, for :func:`make_candle`
+    to check. The unit is read from the value itself, so a recording replays the same."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > EPOCH_US_ABOVE:
+        return value // 1000
+    return value
 
 
 def epoch_ms(value: object, field: str) -> int:

@@ -37,7 +37,7 @@ import orjson
 
 from ..formats.contract import HistoryFormat, Wanted
 from ..model.candle import REASONS, Candle, MalformedMessage
-from ..model.intervals import Interval, cover_span
+from ..model.intervals import Interval, align, cover_span
 from .pages import check_page, tagged
 
 __all__ = [
@@ -250,7 +250,7 @@ class Historian:
             got = page + got
             if target is None and cover:
                 newest = int(got[-1].ot)
-                target = newest - newest % cover
+                target = align(newest, cover)
             end = int(got[0].ot) - 1
         return got
 

@@ -14,11 +14,11 @@ __all__ = ["check_page", "tagged"]
 def check_page(candles: Sequence[Candle], symbol: str, interval: Interval) -> tuple[list[Candle], list[str]]:
     """The bars of one answer that can be trusted, and why each other one was not: ``order``
     (not strictly after the previous one: a duplicate or out of order), ``disagree`` (another
-    symbol, or an open time off the interval's UTC grid)."""
+    symbol, or an open time off the interval's grid: :meth:`Interval.start`, weeks from Monday)."""
     kept: list[Candle] = []
     rejected: list[str] = []
     for candle in candles:
-        if candle.s != symbol or int(candle.ot) % interval.ms:
+        if candle.s != symbol or interval.start(candle.ot) != candle.ot:
             rejected.append("disagree")
         elif kept and candle.ot <= kept[-1].ot:
             rejected.append("order")

@@ -4,7 +4,8 @@ Nothing here awaits, reads the clock or touches I/O: the hub feeds :class:`Aggre
 source's base bars (one interval, e.g. 1 m) in arrival order and gets back the new state of the
 bar of each higher interval that the base bar belongs to.
 
-Rules (UTC-aligned buckets; 1 d starts at 00:00 UTC): open = the first base bar's open,
+Rules (UTC-aligned buckets; 1 d starts at 00:00 UTC, 1 w on Monday 00:00 UTC, as every exchange's
+weeks do: :func:`align` is the one grid rule): open = the first base bar's open,
 high/low = max/min, close = the latest base bar's close, volume = the sum of the base bars'
 latest volumes. An update of the still-open base bar updates the aggregate in place; a late
 update of an older base bar corrects the aggregate it belongs to. Each aggregate is kept as a
@@ -28,10 +29,12 @@ __all__ = [
     "MAX_BASE_BARS",
     "MAX_COVER",
     "UNITS",
+    "WEEK_ORIGIN_MS",
     "Aggregator",
     "Interval",
     "IntervalError",
     "IntervalSet",
+    "align",
     "cover_span",
     "fold",
     "from_ms",
@@ -42,10 +45,25 @@ UNITS: Final = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 6
 #: Most base bars kept per aggregate bucket for late corrections; older ones are folded.
 MAX_BASE_BARS: Final = 128
 _INTERVAL_RE: Final = re.compile(r"^([1-9][0-9]{0,3})([smhdw])$")
+_MONTHS_RE: Final = re.compile(r"^[1-9][0-9]{0,3}(M|mo)$")  # 1M: a calendar month (refused)
+#: Where the grid of whole-week intervals starts: Monday 1970-01-05 00:00 UTC (the epoch was a
+#: Thursday). Binance, Bybit, OKX and Kraken all open a week on Monday 00:00 UTC.
+WEEK_ORIGIN_MS: Final = 4 * UNITS["d"]
 
 
 class IntervalError(ValueError):
     """Not an interval name (``<n><unit>``, unit one of s, m, h, d, w), or not one served."""
+
+
+def align(t_ms: int | float, ms: int) -> int:
+    """The start of the ``ms``-long bucket that ``t_ms`` (epoch ms) falls in: the one grid rule.
+
+    Buckets count from the epoch (00:00 UTC), except those of whole weeks, which count from
+    :data:`WEEK_ORIGIN_MS` so that a week opens on Monday 00:00 UTC.
+    """
+    t = int(t_ms)
+    origin = WEEK_ORIGIN_MS if ms % UNITS["w"] == 0 else 0
+    return t - (t - origin) % ms
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -56,9 +74,9 @@ class Interval:
     name: str
 
     def start(self, t_ms: int | float) -> int:
-        """The UTC-aligned start of the bar that ``t_ms`` (epoch ms) falls in."""
-        t = int(t_ms)
-        return t - t % self.ms
+        """The UTC-aligned start of the bar that ``t_ms`` (epoch ms) falls in (:func:`align`:
+        weeks open on Monday)."""
+        return align(t_ms, self.ms)
 
     def bucket(self, ot: int | float) -> int | float:
         """The start of the bar that a base bar opening at ``ot`` belongs to, in ``ot``'s own
@@ -140,8 +158,19 @@ def cover_span(higher_ms: Iterable[int], base_ms: int, bars: int) -> int:
 
 
 def parse_interval(text: str) -> Interval:
-    """``"5m"`` -> ``Interval(300000, "5m")``; raises :class:`IntervalError`."""
+    """``"5m"`` -> ``Interval(300000, "5m")``; raises :class:`IntervalError`.
+
+    Calendar months (``1M``) are refused with their own message: a month is 28 to 31 days, and
+    every interval here is one fixed length (its bars, their REST paging, the hub's buckets and
+    the gap checks all count in ``ms``), so a month could only be approximated, never served
+    exactly. Weeks are served, from Monday (:func:`align`).
+    """
     m = _INTERVAL_RE.match(text.strip())
+    if m is None and _MONTHS_RE.match(text.strip()):
+        raise IntervalError(
+            f"{text.strip()[:20]!r}: calendar months are not served (a month is not a fixed length; "
+            "weeks are: 1w, from Monday 00:00 UTC)"
+        )
     if m is None:
         raise IntervalError(f"not an interval: {text[:20]!r} (expected e.g. 1m, 5m, 1h, 1d)")
     n, unit = int(m.group(1)), m.group(2)

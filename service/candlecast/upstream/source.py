@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from ..formats.contract import Heartbeat, heartbeat_of
 from ..model.candle import REASONS, Candle, Format, MalformedMessage, decode
 from ..model.pacing import Throttle
 
@@ -62,8 +63,9 @@ class Upstream:
         self.connected = False
         self.connects = 0
         self.reconnects = 0
-        self.messages = 0
-        self.last_message: float | None = None  # time.monotonic() of the last message
+        self.messages = 0  # data messages: every message but the broker's heartbeat answers
+        self.heartbeats = 0  # heartbeat answers (a format's Heartbeat.pong)
+        self.last_message: float | None = None  # time.monotonic() of the last data message
         self.finished = False  # a finite source (replay) has no more data
 
     def message_age(self, now: float) -> float | None:
@@ -78,15 +80,29 @@ class Normalizer:
     (with how many were suppressed), and skipped. The format may be a plug-in: one that raises
     anything but :class:`MalformedMessage`, or returns anything but a list or tuple of
     :class:`Candle`, has that message counted under ``format`` and skipped; the feed goes on.
+
+    The answer of the format's :attr:`heartbeat` (OKX's text ``pong``) is a heartbeat: no
+    candle, and not malformed (:meth:`is_heartbeat`).
     """
 
     def __init__(self, fmt: Format, *, clock: Callable[[], float] = time.monotonic, log_interval: float = 1.0) -> None:
         self._fmt = fmt
+        #: The text keepalive the format declares (sent by the WebSocket source), if any.
+        self.heartbeat: Heartbeat | None = heartbeat_of(fmt)
         self._clock = clock
         self._throttle = Throttle(log_interval)
         self.malformed: dict[str, int] = dict.fromkeys(REASONS, 0)
 
+    def is_heartbeat(self, raw: object) -> bool:
+        """Whether ``raw`` (as received, or as a replay file keeps it) is the heartbeat's answer."""
+        beat = self.heartbeat
+        if beat is None:
+            return False
+        return raw == beat.pong or (isinstance(raw, bytes) and raw == beat.pong.encode())
+
     def __call__(self, raw: bytes | str) -> Sequence[Candle]:
+        if self.is_heartbeat(raw):
+            return ()
         try:
             msg = decode(raw)
         except MalformedMessage as exc:
@@ -96,6 +112,8 @@ class Normalizer:
 
     def feed(self, msg: object, raw: object = None) -> Sequence[Candle]:
         """Like calling it, for a message already decoded from JSON (replay records)."""
+        if self.is_heartbeat(msg):
+            return ()
         try:
             candles = self._fmt(msg)
         except MalformedMessage as exc:

@@ -7,7 +7,12 @@ or a connection dropped without one): after a healthy session the next attempt w
 ``reconnect_min``; only failures in a row back off.
 
 Keepalive: the client pings every 20 s and drops a broker that does not pong within 20 s
-(Binance, for its part, pings every 20 s; the sync client answers automatically).
+(Binance, for its part, pings every 20 s; the sync client answers automatically). A format may
+also declare a text heartbeat (:class:`~candlecast.formats.contract.Heartbeat`; OKX's ``ping``,
+which OKX needs because it closes a connection quiet for 30 s): once no message has come for its
+``quiet`` seconds the source sends its ``ping``, and if nothing comes within as long again it
+drops the connection and reconnects. Its answer (``pong``) is counted in
+:attr:`Upstream.heartbeats`, not as data, and never reaches the format.
 
 :meth:`WebSocketSource.wake` (called from the loop's thread at shutdown) shuts the socket down,
 which ends a blocked ``recv`` at once; the backoff wait ends on the stop event.
@@ -22,7 +27,7 @@ import socket
 import threading
 import time
 
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosedOK, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from ..model.candle import MAX_MESSAGE_BYTES
@@ -84,7 +89,6 @@ class WebSocketSource:
     def _session(self, emit: Emit, stop: threading.Event) -> None:
         """One connection, until it closes or fails; sets ``_got_data`` on the first message."""
         up = self.upstream
-        normalize = self.normalizer
         with connect(
             self.url,
             open_timeout=self.open_timeout,
@@ -105,19 +109,44 @@ class WebSocketSource:
                 log.info("upstream %s: connected", self.url)
                 if self.subscribe is not None:
                     conn.send(self.subscribe)
-                for raw in conn:
-                    up.messages += 1
-                    up.last_message = time.monotonic()
-                    self._got_data = True
-                    for candle in normalize(raw):
-                        emit(candle)
-                    if stop.is_set():
-                        break
-                log.warning("upstream %s: closed by the broker (code %s)", self.url, conn.close_code)
+                self._receive(conn, emit, stop)
+                if not stop.is_set():
+                    log.warning("upstream %s: closed by the broker (code %s)", self.url, conn.close_code)
             finally:
                 up.connected = False
                 with self._lock:
                     self._conn = None
+
+    def _receive(self, conn: ClientConnection, emit: Emit, stop: threading.Event) -> None:
+        """Messages until the connection closes or ``stop`` is set; the format's heartbeat sent
+        when the feed has been quiet. Raises :class:`TimeoutError` when the heartbeat goes
+        unanswered, and what ``websockets`` raises for a connection that failed."""
+        up = self.upstream
+        normalize = self.normalizer
+        beat = normalize.heartbeat
+        quiet = None if beat is None else beat.quiet
+        pinged = False
+        while not stop.is_set():
+            try:
+                raw = conn.recv(timeout=quiet)
+            except ConnectionClosedOK:
+                return
+            except TimeoutError:
+                assert beat is not None  # no timeout without a heartbeat
+                if pinged:
+                    raise TimeoutError(f"no answer to {beat.ping!r} within {beat.quiet:g}s") from None
+                conn.send(beat.ping)
+                pinged = True
+                continue
+            pinged = False
+            if normalize.is_heartbeat(raw):
+                up.heartbeats += 1
+                continue
+            up.messages += 1
+            up.last_message = time.monotonic()
+            self._got_data = True
+            for candle in normalize(raw):
+                emit(candle)
 
     def wake(self) -> None:
         with self._lock:

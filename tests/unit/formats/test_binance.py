@@ -1,8 +1,14 @@
 """The Binance format, both halves: the stream's kline events, and the REST half (streams read from the
 upstream URL and subscribe message, the requests built, the documented sample answer parsed).
 
-The sample answer is the one Binance's API documentation shows ("Kline/Candlestick data",
-GET /api/v3/klines).
+Samples, from Binance's spot API documentation (developers.binance.com/docs/binance-spot-api-docs,
+the same text as github.com/binance/binance-spot-api-docs):
+- the kline event: web-socket-streams.md, "Kline/Candlestick Streams" (one change, see KLINE);
+- the error replies: web-socket-streams.md, "Error Messages" (verbatim, ``%s`` filled in);
+- microsecond times: web-socket-streams.md, "General WSS information" says every time field is in
+  microseconds with ``timeUnit=MICROSECOND`` in the URL, and shows no such event: KLINE_US is
+  reconstructed from KLINE, each time times 1,000 (the sub-millisecond digits made up);
+- the REST answer: rest-api.md, "Kline/Candlestick data" (GET /api/v3/klines).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import pytest
 
 from candlecast.formats.binance import BinanceHistory, parse_binance
 from candlecast.formats.contract import Request, Wanted
+from candlecast.history.pages import check_page
 from candlecast.model.candle import (
     Candle,
     MalformedMessage,
@@ -81,6 +88,54 @@ def test_binance_documented_example_is_rejected_as_impossible() -> None:
     with pytest.raises(MalformedMessage) as exc:
         parse_binance({**KLINE, "k": {**KLINE["k"], "o": "0.0010"}})
     assert exc.value.reason == "ohlc"
+
+
+#: web-socket-streams.md, "Error Messages": the replies to a request Binance refuses.
+BINANCE_ERRORS: list[dict[str, Any]] = [
+    {"code": 0, "msg": "Unknown property", "id": 1},
+    {"code": 1, "msg": "Invalid value type: expected Boolean"},
+    {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"},
+    {
+        "code": 2,
+        "msg": "Invalid request: unknown variant SUBSCRIBEX, expected one of `SUBSCRIBE`, `UNSUBSCRIBE`, "
+        "`LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY` at line 1 column 28",
+    },
+    {"code": 3, "msg": "Invalid JSON: expected value at line 1 column 1"},
+]
+
+
+@pytest.mark.parametrize("msg", BINANCE_ERRORS)
+def test_binance_documented_error_replies_are_refused(msg: dict[str, Any]) -> None:
+    """A refused request raises ``refused`` (counted), as bybit's, okx's and kraken's do."""
+    with pytest.raises(MalformedMessage) as exc:
+        parse_binance(msg)
+    assert exc.value.reason == "refused"
+    assert repr(msg["msg"])[:40] in exc.value.detail
+
+
+def test_binance_error_reply_wrapped_in_error_is_refused_too() -> None:
+    """What the servers were seen sending (not in the docs): the same error under ``error``, as
+    logged in github.com/ctubio/Krypto-trading-bot/issues/1121."""
+    msg = {"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": 2}
+    with pytest.raises(MalformedMessage) as exc:
+        parse_binance(msg)
+    assert exc.value.reason == "refused" and "invalid stream" in exc.value.detail
+
+
+# Reconstructed (see the module docstring): KLINE as a timeUnit=MICROSECOND stream sends it.
+KLINE_US: dict[str, Any] = {
+    **KLINE,
+    "E": 1_700_000_000_123_456,
+    "k": {**KLINE["k"], "t": 1_700_000_000_000_000, "T": 1_700_000_059_999_999},
+}
+
+
+def test_binance_microsecond_times_become_milliseconds() -> None:
+    """timeUnit=MICROSECOND: ``t`` and ``ot`` arrive in µs and leave in ms (truncated), the same
+    candle as the millisecond stream's, raw or combined."""
+    (us,) = parse_binance(KLINE_US)
+    assert (us.t, us.ot) == (1_700_000_000_123, 1_700_000_000_000)
+    assert [us] == parse_binance(KLINE) == parse_binance({"stream": "bnbbtc@kline_1m", "data": KLINE_US})
 
 
 def test_binance_missing_field_is_a_shape_error() -> None:
@@ -152,6 +207,17 @@ def test_binance_parses_the_documented_sample() -> None:
     assert c == Candle(
         "BNBBTC", 1499040000000 + 86_400_000 - 1, 1499040000000, 0.0163479, 0.8, 0.015758, 0.015771, 148976.11427815
     )
+
+
+def test_binance_documented_row_is_a_monday_week_bar_on_the_1w_grid() -> None:
+    """The docs' row closes 7 days less 1 ms after it opens (1499644799999): a 1w bar opening on
+    Monday 2017-07-03; parsed as 1w its ``t`` is that close time, and the page check keeps it
+    (it was rejected as ``disagree`` while weeks counted from the epoch's Thursday)."""
+    week = parse_interval("1w")
+    bars = BinanceHistory().parse("BNBBTC", week, BINANCE_SAMPLE)
+    assert [(c.ot, c.t) for c in bars] == [(1499040000000, BINANCE_SAMPLE[0][6])]
+    assert check_page(bars, "BNBBTC", week) == (bars, [])
+    assert BinanceHistory().serves(week)
 
 
 def test_binance_malformed_answers_raise() -> None:

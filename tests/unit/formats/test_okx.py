@@ -6,6 +6,15 @@ Fixtures, verbatim from the documentation pages named:
   successful response, failure response and push data examples.
 - REST: www.okx.com/docs-v5/en/#order-book-trading-market-data-get-candlesticks-history
   (GET /api/v5/market/history-candles; /candles answers the same shape).
+- volumes: the same pages' tables: ``vol`` is "Trading volume, with a unit of contract. If it is a
+  derivatives contract, the value is the number of contracts. If it is SPOT/MARGIN, the value is
+  the quantity in base currency."; ``volCcy`` "with a unit of currency. If it is a derivatives
+  contract, the value is the number of base currency. If it is SPOT/MARGIN, the value is the
+  quantity in quote currency." The documented samples are all SPOT (``BTC-USDT``); the SWAP,
+  FUTURES and OPTION rows below are reconstructed: the documented row under a derivative's instId.
+- heartbeat: www.okx.com/docs-v5/en/#overview-websocket-overview ("The connection will break
+  automatically if ... data has not been pushed for more than 30 seconds ... send the String
+  'ping' ... Expect a 'pong' as a response").
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from candlecast.formats.contract import Request, Wanted
+from candlecast.formats.contract import Heartbeat, Request, Wanted, heartbeat_of
 from candlecast.formats.okx import OkxHistory, parse_okx
 from candlecast.history.pages import check_page
 from candlecast.model.candle import Candle, MalformedMessage
@@ -65,6 +74,39 @@ def test_okx_every_row_of_data_is_a_candle() -> None:
         (1629993600000, 42500.0, 3587.41204591),
         (1630080000000, 41006.1, 12.0),
     ]
+
+
+@pytest.mark.parametrize(
+    ("inst_id", "v"),
+    [
+        ("BTC-USDT", 45247.0),  # SPOT/MARGIN: vol, the base currency (volCcy would be USDT)
+        ("BTC-USDT-SWAP", 529.5858061),  # a linear swap: volCcy, BTC (vol counts contracts)
+        ("BTC-USD-SWAP", 529.5858061),  # an inverse swap: volCcy, BTC too
+        ("BTC-USD-200925", 529.5858061),  # futures
+        ("BTC-USD-200925-9000-C", 529.5858061),  # an option
+    ],
+)
+def test_okx_volume_is_the_base_currency_for_every_instrument_type(inst_id: str, v: float) -> None:
+    """``v`` is ``vol`` for SPOT/MARGIN and ``volCcy`` for derivatives, whose ``vol`` counts contracts."""
+    push = {"arg": {**OKX_PUSH["arg"], "instId": inst_id}, "data": OKX_PUSH["data"]}
+    assert [(c.s, c.v) for c in parse_okx(push)] == [(inst_id, v)]
+    rest = OkxHistory().parse(inst_id, M1, OKX_SAMPLE)
+    expected = [8422410.0, 24912403.0] if inst_id == "BTC-USDT" else [22698348.04828491, 67632347.24399722]
+    assert [c.v for c in rest] == expected[::-1]  # the stream and the history agree on the unit
+
+
+def test_okx_a_derivative_row_without_volccy_has_no_volume() -> None:
+    """Never contracts where base currency is promised: a short derivative row has no ``v``."""
+    push = {"arg": {"channel": "candle1m", "instId": "BTC-USDT-SWAP"}, "data": [OKX_PUSH["data"][0][:6]]}
+    assert [c.v for c in parse_okx(push)] == [None]
+
+
+def test_okx_declares_its_text_heartbeat_under_the_30_second_limit() -> None:
+    """OKX drops a connection quiet for 30 s: the format asks for the text ping well before."""
+    beat = heartbeat_of(parse_okx)
+    assert beat is not None and (beat.ping, beat.pong) == ("ping", "pong")
+    assert 0 < beat.quiet < 30
+    assert isinstance(beat, Heartbeat)
 
 
 @pytest.mark.parametrize(

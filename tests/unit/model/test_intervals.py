@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from candlecast.model.candle import Candle
-from candlecast.model.intervals import Aggregator, Interval, IntervalError, fold, parse_interval
+from candlecast.model.intervals import Aggregator, Interval, IntervalError, align, fold, parse_interval
+from candlecast.settings import Settings, SettingsError
 
 MIN = 60_000
 DAY = 86_400_000
@@ -44,6 +45,54 @@ def test_day_bars_start_at_midnight_utc() -> None:
     day = parse_interval("1d")
     t = 1_700_000_000_000  # 2023-11-14T22:13:20Z
     assert day.start(t) == 1_699_920_000_000  # 2023-11-14T00:00:00Z
+
+
+# Binance's REST docs ("Kline/Candlestick data", GET /api/v3/klines, developers.binance.com/docs/
+# binance-spot-api-docs/rest-api/market-data-endpoints) answer with the row [1499040000000, ...,
+# 1499644799999, ...]: a week-long bar (its close is 7 days less 1 ms later) opening at
+# 1499040000000 = Monday 2017-07-03 00:00 UTC. Every exchange's weeks open on Monday.
+MONDAY_2017_07_03 = 1_499_040_000_000
+WEEK = 7 * DAY
+
+
+def test_week_bars_open_on_monday_utc_like_the_exchanges() -> None:
+    """The documented weekly bar is on the 1w grid; any time in its week starts it; the epoch's
+    Thursday belongs to the week of Monday 1969-12-29; days keep the epoch's grid."""
+    week = parse_interval("1w")
+    assert week.start(MONDAY_2017_07_03) == MONDAY_2017_07_03
+    assert week.start(1_499_644_799_999) == MONDAY_2017_07_03  # the bar's last millisecond (Sunday)
+    assert week.start(1_499_644_800_000) == MONDAY_2017_07_03 + WEEK  # the next Monday
+    assert week.start(0) == -3 * DAY
+    assert week.bucket(1_499_040_000) == 1_499_040_000  # epoch seconds too
+    assert align(MONDAY_2017_07_03 + 3 * DAY, 2 * WEEK) % WEEK == MONDAY_2017_07_03 % WEEK  # whole weeks: Mondays
+    # only whole weeks move their origin: 1 d and 3 d keep the epoch's grid
+    assert align(MONDAY_2017_07_03 + 5, DAY) == MONDAY_2017_07_03
+    assert align(0, 3 * DAY) == 0 and align(3 * DAY - 1, 3 * DAY) == 0
+
+
+def test_live_week_aggregates_are_monday_weeks() -> None:
+    """1 d bars of Monday to Sunday fold into one 1w bar opening on Monday; the next Monday opens another."""
+    agg = Aggregator(parse_interval("1w"), keep=2)
+    got = [agg.update(base(MONDAY_2017_07_03 + k * DAY, 10, 11 + k, 9, 10.5)) for k in range(8)]
+    assert all(g is not None for g in got)
+    assert [g.ot for g in got if g is not None] == [MONDAY_2017_07_03] * 7 + [MONDAY_2017_07_03 + WEEK]
+    sunday = got[6]
+    assert sunday is not None and (sunday.h, sunday.v) == (17, 7.0)
+
+
+@pytest.mark.parametrize("text", ["1M", "3M", " 1M ", "1mo"])
+def test_calendar_months_are_refused_with_their_own_message(text: str) -> None:
+    """A month is not a fixed length: refused by name, not mistaken for minutes or 'not an interval'."""
+    with pytest.raises(IntervalError, match="calendar months are not served"):
+        parse_interval(text)
+
+
+def test_months_in_the_intervals_setting_fail_at_start_with_one_line_naming_the_flag() -> None:
+    with pytest.raises(SettingsError) as exc:
+        Settings(intervals=("1m", "1d", "1M"))
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith("invalid setting --intervals (CANDLECAST_INTERVALS): '1M': calendar months")
 
 
 def test_aggregate_table_five_minutes_from_one_minute_bars() -> None:

@@ -53,3 +53,21 @@ def test_normalizer_counts_a_plugin_that_breaks_the_contract(caplog: pytest.LogC
     assert any("raises raised KeyError: 'oops'" in m for m in messages)
     assert any("returns_one returned Candle, not a list of candles" in m for m in messages)
     assert any("returns_none returned NoneType" in m for m in messages)
+
+
+def test_normalizer_takes_okx_pong_as_a_heartbeat_not_malformed_json() -> None:
+    """OKX answers the text ``ping`` with the text ``pong`` (docs-v5, "WebSocket / Overview"): no
+    candle and nothing counted, received or replayed; any other text is still ``json``."""
+    norm = Normalizer(FORMATS["okx"])
+    assert norm("pong") == () and norm(b"pong") == () and norm.feed("pong") == ()
+    assert norm.is_heartbeat("pong") and not norm.is_heartbeat("ping")
+    assert sum(norm.malformed.values()) == 0
+    assert norm("pongs") == ()
+    assert norm.malformed["json"] == 1
+
+
+def test_normalizer_of_a_format_without_a_heartbeat_counts_pong_as_json() -> None:
+    norm = Normalizer(FORMATS["binance"])
+    assert norm.heartbeat is None and not norm.is_heartbeat("pong")
+    assert norm("pong") == ()
+    assert norm.malformed["json"] == 1
