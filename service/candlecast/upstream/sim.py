@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from ..model.candle import Candle
-from ..model.intervals import cover_span
+from ..model.intervals import align, cover_span
 from .source import Emit, Upstream
 
 __all__ = ["PROFILES", "SimSource", "Simulator"]
@@ -115,10 +115,10 @@ class Simulator:
             # MAX_COVER base bars; a longer interval's current bar starts partial
             cover = cover_span((ms for ms, _ in higher), self._bar_ms, bars)
             if cover:
-                start -= start % cover
+                start = align(start, cover)
             for ms, name in higher:
                 for s in self._symbols:
-                    out.extend(self._made_up(s, start - start % ms, ms, name, bars))
+                    out.extend(self._made_up(s, align(start, ms), ms, name, bars))
         for ot in range(start, current, self._bar_ms):
             for s in self._symbols:
                 bar = _Bar(ot, self._price[s])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 from candlecast.model.candle import Candle
 from candlecast.upstream.sim import SimSource, Simulator
@@ -101,3 +102,10 @@ def test_made_up_history_and_live_bars_share_a_scale() -> None:
     past_range = sorted((c.h - c.l) / c.c for c in past)[len(past) // 2]
     live_range = sorted((c.h - c.l) / c.c for c in bars.values())[len(bars) // 2]
     assert 0.33 < live_range / past_range < 3.0, (past_range, live_range)
+
+
+def test_made_up_week_bars_open_on_monday_like_the_exchanges() -> None:
+    sim = Simulator(["BTCUSD"], bar_seconds=60, seed=1)
+    week = 7 * 86_400_000
+    bars = [c for c in sim.backfill(1_700_000_000_000, 5, [(week, "1w")]) if c.i == "1w"]
+    assert bars and all(time.gmtime(c.ot / 1000).tm_wday == 0 for c in bars)  # Monday
