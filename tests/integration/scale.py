@@ -1,14 +1,17 @@
 """Helpers for the scale-out tests: a real redis-server on a loopback port, candlecast processes
-by role (in-process or as subprocesses), and a broker that sends to every connection."""
+by role (in-process or as subprocesses), a broker that sends to every connection, and the
+backplane's log lines as events."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -31,6 +34,7 @@ class RedisServer:
         self.binary = binary
         self.port = port
         self.proc: Process | None = None
+        self.ready_at = 0.0  # monotonic time of its last "Ready to accept connections" line
 
     @property
     def url(self) -> str:
@@ -47,6 +51,7 @@ class RedisServer:
         with anyio.fail_after(DEADLINE):  # redis logs this once it listens
             while b"Ready to accept connections" not in await log.receive_until(b"\n", 65536):
                 pass
+        self.ready_at = time.monotonic()
 
     async def kill(self) -> None:
         """SIGKILL: everything it held is gone."""
@@ -69,18 +74,59 @@ async def redis_server() -> AsyncIterator[RedisServer]:
 
 
 def role_settings(role: str, redis: str, **overrides: Any) -> Settings:
-    """Settings of an ingest (reading ``upstream`` in the seed format) or an edge."""
-    values: dict[str, Any] = {
-        "role": role,
-        "redis_url": redis,
-        "reconnect_min": 0.02,
-        "reconnect_max": 0.1,
-        "lease_ttl": 1.0,
-    }
+    """Settings of an ingest (reading ``upstream`` in the seed format) or an edge. The broker's
+    reconnect pacing stays at its defaults: the backplane's Redis retry does not depend on it."""
+    values: dict[str, Any] = {"role": role, "redis_url": redis, "lease_ttl": 1.0}
     if role == "ingest":
         values.update(source="ws", format="seed")
     values.update(overrides)
     return Settings(**values)
+
+
+class Lines(logging.Handler):
+    """The backplane's log records, as they are written; :meth:`wait_for` awaits one (event
+    loop only: in-process roles log from it)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._changed = anyio.Event()
+
+    @property
+    def lines(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self._changed.set()
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in self.lines)
+
+    async def wait_for(self, text: str, n: int = 1) -> None:
+        with anyio.fail_after(DEADLINE):
+            while self.count(text) < n:
+                self._changed = anyio.Event()
+                await self._changed.wait()
+
+
+@contextmanager
+def backplane_log() -> Iterator[Lines]:
+    """Every record of ``candlecast.backplane`` (info included) while inside."""
+    logger = logging.getLogger("candlecast.backplane")
+    handler = Lines()
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+#: What an edge logs when Redis holds no stream yet and it follows it from its first entry.
+FOLLOWING = "following it from 0-0"
 
 
 async def broadcast(broker: FakeBroker, *messages: Any) -> None:

@@ -6,10 +6,9 @@ entry on the stream's top says so and recovers."""
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -26,45 +25,12 @@ from candlecast.fanout.hub import Hub
 from candlecast.model.candle import Candle, encode
 from tests.conftest import DEADLINE
 from tests.integration.harness import Candlecast, candlecast, client, fake_broker, seed, synced
-from tests.integration.scale import redis_server, role_settings
+from tests.integration.scale import backplane_log, redis_server, role_settings
 from tests.integration.test_scale import live, scale
 
 KEYS = Keys("candlecast")
 EPOCH = 1_700_000_000_000
 TOKEN = "1:test-writer"
-
-
-class Lines(logging.Handler):
-    """The backplane's log lines, as they are written; :meth:`wait_for` awaits one (event loop only)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self._changed = anyio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-        self._changed.set()
-
-    def count(self, text: str) -> int:
-        return sum(text in line for line in self.lines)
-
-    async def wait_for(self, text: str, n: int = 1) -> None:
-        with anyio.fail_after(DEADLINE):
-            while self.count(text) < n:
-                self._changed = anyio.Event()
-                await self._changed.wait()
-
-
-@contextmanager
-def backplane_log() -> Iterator[Lines]:
-    logger = logging.getLogger("candlecast.backplane")
-    handler = Lines()
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 class Writer:

@@ -1,10 +1,12 @@
-"""Scale-out through a real redis-server: one ingest (or two), edges, and clients on both;
-Redis killed and restarted, a late edge, ingest failover with fencing, and SIGTERM in every
+"""Scale-out through a real redis-server: one ingest (or two), edges, and clients on both,
+connected before the first candle; Redis killed and restarted (and how soon the stream is live
+again), a first start's log, a late edge, ingest failover with fencing, and SIGTERM in every
 state. The fake broker numbers its candles (``ot``/``time``), so loss and duplicates show."""
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import subprocess
@@ -20,10 +22,13 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from candlecast.backplane.edge import EdgeFeed
+from candlecast.backplane.ingest import IngestPublisher
+from candlecast.backplane.link import Link
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE
 from tests.integration.harness import Candlecast, FakeBroker, candlecast, client, fake_broker, seed, synced
-from tests.integration.scale import broadcast, child, redis_server, role_settings
+from tests.integration.scale import FOLLOWING, backplane_log, broadcast, child, redis_server, role_settings
 from tests.integration.test_deploy import ROOT, nginx_scale, tool
 
 SYMBOLS = ("AAA", "BBB", "CCC")
@@ -64,18 +69,18 @@ async def live(cc: Candlecast, marker: str = "WARM", n: int = 0) -> None:
 
 @asynccontextmanager
 async def scale(broker: FakeBroker, redis: str, edges: int = 2, **overrides: Any) -> AsyncIterator[list[Candlecast]]:
-    """An in-process ingest reading ``broker`` and ``edges`` edges, all live (a WARM candle went
-    through each)."""
+    """An in-process ingest reading ``broker`` and ``edges`` edges on a new Redis, before the
+    broker's first message: every edge has found no stream and follows it from its first entry.
+    Clients the test connects now get every candle the broker sends from then on."""
     async with AsyncExitStack() as stack:
+        lines = stack.enter_context(backplane_log())
         settings = role_settings("ingest", redis, upstream=broker.url, **overrides)
         ingest = await stack.enter_async_context(candlecast(settings))
         await broker.wait_connections(1)
         out = [ingest]
         for _ in range(edges):
             out.append(await stack.enter_async_context(candlecast(role_settings("edge", redis, **overrides))))
-        await broker.send(seed("WARM", 0))
-        for edge in out[1:]:
-            await live(edge)
+        await lines.wait_for(FOLLOWING, edges)
         yield out
 
 
@@ -112,6 +117,117 @@ async def test_fifty_clients_over_two_edges_get_every_candle_as_role_all_sends_i
             assert await edge.metric("candlecast_redis_connected") == 1
 
 
+async def test_clients_connected_before_the_first_candle_get_every_candle_on_both_edges() -> None:
+    """Issue 24 (1): Redis holds no stream yet; 24 clients over two edges connect, then the broker
+    sends its first messages: every client gets every candle, in order, with no resync."""
+    n, per_edge = 300, 12
+    async with redis_server() as redis, fake_broker() as broker, scale(broker, redis.url) as (_, a, b):
+        async with AsyncExitStack() as stack:
+            query = "symbols=" + ",".join(SYMBOLS)
+            urls = [e.ws_url(query) for e in (a, b) for _ in range(per_edge)]
+            clients = [await stack.enter_async_context(client(url)) for url in urls]
+            for ws in clients:
+                assert await synced(ws) == []  # nothing yet
+            await broker.send(*(numbered(i) for i in range(n)))
+            got: list[list[int]] = [[] for _ in clients]
+
+            async def read(k: int) -> None:
+                got[k] = numbers(await frames(clients[k], n))  # a {"op":"resync"} fails it
+
+            async with anyio.create_task_group() as tg:
+                for k in range(len(clients)):
+                    tg.start_soon(read, k)
+            assert all(g == list(range(n)) for g in got)
+        for edge in (a, b):
+            assert await edge.metric("candlecast_backplane_resyncs_total") == 0
+            assert await edge.metric("candlecast_backplane_duplicates_total") == 0
+
+
+class Outage:
+    """Counts failed Redis calls per link (:meth:`Link.down` patched to wake the test)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._changed = anyio.Event()
+        down = Link.down
+
+        def counted(link: Link, exc: Exception) -> None:
+            down(link, exc)  # type: ignore[arg-type]
+            self._changed.set()
+
+        monkeypatch.setattr(Link, "down", counted)
+
+    async def failed(self, links: list[Link], n: int) -> None:
+        """Until each of ``links`` has failed ``n`` more calls than when called."""
+        base = [link.errors for link in links]
+        with anyio.fail_after(DEADLINE):
+            while any(link.errors < b + n for link, b in zip(links, base, strict=True)):
+                self._changed = anyio.Event()
+                await self._changed.wait()
+
+
+def link_of(cc: Candlecast) -> Link:
+    intake = cc.service.runtime.intake
+    assert isinstance(intake, EdgeFeed | IngestPublisher)
+    return intake.link
+
+
+async def test_redis_restarted_empty_the_next_candle_reaches_every_edge_within_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 24 (2): Redis SIGKILLed while the broker keeps sending, away until every link (the
+    ingest's and both edges') has failed four calls in a row (with the broker's backoff, 0.5 s
+    doubling, the next try would be 2-4 s away), then restarted empty on the same port: from its
+    "Ready to accept connections" line, the next candle reaches every client of both edges within
+    a second, after the buffered ones, all in order."""
+    outage = Outage(monkeypatch)
+    async with redis_server() as redis, fake_broker() as broker, scale(broker, redis.url) as nodes:
+        ingest, a, b = nodes
+        async with AsyncExitStack() as stack:
+            query = "symbols=" + ",".join(SYMBOLS)
+            clients = [await stack.enter_async_context(client(e.ws_url(query))) for e in (a, b) for _ in range(10)]
+            for ws in clients:
+                await synced(ws)
+            await broker.send(*(numbered(i) for i in range(50)))
+            for ws in clients:
+                assert numbers(await frames(ws, 50)) == list(range(50))
+            await redis.kill()
+            await broker.send(*(numbered(i) for i in range(50, 60)))  # the ingest buffers them, retrying
+            await outage.failed([link_of(cc) for cc in nodes], 4)
+            await redis.start()  # same port, empty
+            back = redis.ready_at
+            await broker.send(numbered(60))
+            arrived: list[float] = []
+
+            async def read(ws: ClientConnection) -> None:
+                assert numbers(await frames(ws, 11)) == list(range(50, 61))
+                arrived.append(time.monotonic() - back)
+
+            async with anyio.create_task_group() as tg:
+                for ws in clients:
+                    tg.start_soon(read, ws)
+            print(f"redis back: every client had the next candle after {max(arrived):.3f}s")
+            assert max(arrived) < 1.0, sorted(arrived)
+        for edge in (a, b):
+            assert await edge.metric("candlecast_backplane_resyncs_total") == 0
+        assert await ingest.metric("candlecast_ingest_reseeds_total") == 1
+
+
+async def test_a_first_start_into_a_new_redis_says_new_stream_and_warns_of_nothing() -> None:
+    """Issue 24 (3): a first publish into a new Redis is not a re-seed: an info line says the
+    ingest started a new stream; no backplane warning at all; no re-seed counted."""
+    with backplane_log() as lines:
+        async with redis_server() as redis, fake_broker() as broker:
+            async with scale(broker, redis.url, edges=1) as (ingest, edge), client(edge.ws_url("symbols=AAA")) as ws:
+                await synced(ws)
+                await broker.send(seed("AAA", 1))
+                assert numbers(await frames(ws, 1)) == [1]
+                assert await ingest.metric("candlecast_ingest_reseeds_total") == 0
+    assert lines.count("started a new stream") == 1
+    assert lines.count("re-seeded") == 0
+    loud = [r.getMessage() for r in lines.records if r.levelno >= logging.WARNING]
+    assert loud == [], loud
+
+
 async def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing() -> None:
     async with redis_server() as redis, fake_broker() as broker, scale(broker, redis.url) as (ingest, a, b):
         async with client(a.ws_url("symbols=AAA,BBB,CCC")) as wa, client(b.ws_url("symbols=AAA,BBB,CCC")) as wb:
@@ -134,7 +250,7 @@ async def test_redis_killed_and_restarted_mid_stream_loses_and_repeats_nothing()
         for edge in (a, b):
             assert await edge.metric("candlecast_backplane_resyncs_total") == 0
             assert await edge.metric("candlecast_redis_reconnects_total") >= 1
-        assert await ingest.metric("candlecast_ingest_reseeds_total") >= 2  # the first seed, then after the restart
+        assert await ingest.metric("candlecast_ingest_reseeds_total") == 1  # the restart's (a first start is none)
         assert await ingest.metric("candlecast_ingest_buffer_dropped_total") == 0
 
 
@@ -176,31 +292,31 @@ async def test_leader_ingest_killed_the_standby_takes_over_and_nothing_is_publis
     ttl = 1.0
     async with redis_server() as redis, fake_broker() as broker:
         args = ["--role", "ingest", "--redis-url", redis.url, "--source", "ws", "--upstream", broker.url]
-        args += ["--lease-ttl", str(ttl), "--reconnect-min", "0.02", "--reconnect-max", "0.1"]
+        args += ["--lease-ttl", str(ttl)]
         async with child(*args) as leader:
             await broker.wait_connections(1)
             async with child(*args) as standby:
                 await standby.wait_log(b"Application startup complete")
-                async with candlecast(role_settings("edge", redis.url)) as edge:
-                    await broker.send(seed("WARM", 0))
-                    await live(edge)
-                    async with client(edge.ws_url("symbols=AAA,BBB,CCC")) as ws:
-                        await synced(ws)
-                        await broker.send(*(numbered(i) for i in range(100)))
-                        assert numbers(await frames(ws, 100)) == list(range(100))
-                        async with httpx.AsyncClient() as http:
-                            ready = (await http.get(f"http://127.0.0.1:{standby.port}/readyz")).json()
-                        assert "standby" in ready["reason"]
-                        leader.proc.send_signal(signal.SIGKILL)
-                        killed = time.monotonic()
-                        await broker.wait_connections(2)  # the standby connects to the broker
-                        assert time.monotonic() - killed < ttl + 1.0
-                        await standby.wait_log(b"took the lease")
-                        await broker.send(*(numbered(i) for i in range(100, 200)))
-                        assert numbers(await frames(ws, 100)) == list(range(100, 200))
-                        await broker.send(seed("AAA", 10_000))
-                        assert numbers(await frames(ws, 1)) == [10_000]  # and nothing twice before it
-                    assert await edge.metric("candlecast_backplane_resyncs_total") == 0
+                with backplane_log() as lines:
+                    async with candlecast(role_settings("edge", redis.url)) as edge:
+                        await lines.wait_for(FOLLOWING)  # no stream yet: the leader writes at its first candle
+                        async with client(edge.ws_url("symbols=AAA,BBB,CCC")) as ws:
+                            await synced(ws)
+                            await broker.send(*(numbered(i) for i in range(100)))
+                            assert numbers(await frames(ws, 100)) == list(range(100))
+                            async with httpx.AsyncClient() as http:
+                                ready = (await http.get(f"http://127.0.0.1:{standby.port}/readyz")).json()
+                            assert "standby" in ready["reason"]
+                            leader.proc.send_signal(signal.SIGKILL)
+                            killed = time.monotonic()
+                            await broker.wait_connections(2)  # the standby connects to the broker
+                            assert time.monotonic() - killed < ttl + 1.0
+                            await standby.wait_log(b"took the lease")
+                            await broker.send(*(numbered(i) for i in range(100, 200)))
+                            assert numbers(await frames(ws, 100)) == list(range(100, 200))
+                            await broker.send(seed("AAA", 10_000))
+                            assert numbers(await frames(ws, 1)) == [10_000]  # and nothing twice before it
+                        assert await edge.metric("candlecast_backplane_resyncs_total") == 0
 
 
 async def test_a_deposed_leader_never_writes_again() -> None:
@@ -328,7 +444,7 @@ async def test_nginx_balances_clients_over_two_edges_and_they_all_get_every_cand
                 assert numbers(await frames(ws, n)) == list(range(n))
             async with httpx.AsyncClient(base_url=f"http://{addr}") as http:
                 assert (await http.get("/metrics")).status_code == 403
-                assert [s["symbol"] for s in (await http.get("/api/symbols")).json()] == ["AAA", "BBB", "CCC", "WARM"]
+                assert [s["symbol"] for s in (await http.get("/api/symbols")).json()] == ["AAA", "BBB", "CCC"]
 
 
 async def test_every_interval_on_a_late_edge_equals_role_all() -> None:

@@ -192,7 +192,11 @@ class Verdict(enum.Enum):
 
 
 class Position:
-    """Where an edge is in the ingest's sequence: the last ``(epoch, seq)`` delivered."""
+    """Where an edge is in the ingest's sequence: the last ``(epoch, seq)`` delivered.
+
+    ``Position()`` (``0-0``, :attr:`fresh`) is before the first entry of a stream that did not
+    exist yet: an ingest's epochs are its clock in milliseconds and its sequence starts at 1, so
+    any epoch's entry 1 is next from there."""
 
     __slots__ = ("epoch", "seq")
 
@@ -204,7 +208,14 @@ class Position:
     def last_id(self) -> str:
         return entry_id(self.epoch, self.seq)
 
+    @property
+    def fresh(self) -> bool:
+        """Nothing delivered yet: reading the stream from ``0-0`` misses nothing."""
+        return self.epoch == 0 and self.seq == 0
+
     def judge(self, epoch: int, seq: int) -> Verdict:
+        if self.fresh:
+            return Verdict.NEXT if seq == 1 else Verdict.GAP
         if epoch != self.epoch:
             return Verdict.GAP
         if seq <= self.seq:

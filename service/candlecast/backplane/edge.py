@@ -4,8 +4,11 @@
 generator does the reading itself, in the pump's task (no thread, no extra task):
 
 1. **Snapshot.** The SNAPSHOT script reads every symbol's bars and the position ``(epoch, seq)``
-   they belong to in one atomic step; they go to the hub as a :data:`~candlecast.feed.base.BatchKind.RESYNC` batch
-   batch (the first one just fills it).
+   they belong to in one atomic step; they go to the hub as a
+   :data:`~candlecast.feed.base.BatchKind.RESYNC` batch (the first one just fills it). When Redis
+   holds no stream yet, there is nothing to snapshot: the edge follows the stream from its first
+   entry (a blocking ``XREAD`` from ``0-0`` waits on a key that does not exist yet), so a client
+   connected before the first candle gets every candle, live, with no re-snapshot.
 2. **Live.** Blocking ``XREAD`` from the last delivered id ``<epoch>-<seq>``, at most ``limit``
    entries per call and one pump step per reply. Each entry is judged by the ingest's sequence
    (:class:`~candlecast.backplane.codec.Position`): the next number is delivered, an older one
@@ -22,9 +25,15 @@ generator does the reading itself, in the pump's task (no thread, no extra task)
    (``candlecast_backplane_bad_entries_total{reason}``) and logged at most once a second per
    reason. Re-snapshots are paced (:data:`RESYNC_EVERY`), however many gaps Redis shows.
 5. **Redis down.** Clients stay connected with the bars they have; ``/readyz`` says why; the edge
-   reconnects with backoff and, once Redis answers, checks the stream's epoch and resumes from
-   its last id. While Redis is back but empty (the ingest has not re-seeded it yet) it waits.
-   When idle it re-checks the epoch every :data:`BLOCK_MS`.
+   retries within :data:`~candlecast.backplane.pace.RETRY_MAX` (jittered per edge) and, once
+   Redis answers, checks the stream's epoch and resumes from its last id. Redis back but empty
+   (the ingest has not re-seeded it yet): the blocking ``XREAD`` from that id waits for the
+   re-seed. When idle it re-checks the epoch every :data:`BLOCK_MS`.
+
+Every wait for data is a blocking ``XREAD`` in Redis. The edge sleeps only in two bounded
+delays, never to wait for data: the retry after a failed Redis call (:meth:`Link.pause
+<candlecast.backplane.link.Link.pause>`) and the pace between two re-snapshots after gaps
+(:data:`RESYNC_EVERY`, so that a writer cannot make it loop on them).
 
 Event loop only. :meth:`stop` cancels the Redis call in flight (shutdown never waits on Redis),
 which ends :meth:`batches`, and closes the client; idempotent.
@@ -47,6 +56,7 @@ from .codec import (
     Snapshot,
     Verdict,
     decode_entry,
+    entry_id,
     parse_id,
     parse_meta,
     parse_snapshot,
@@ -77,10 +87,10 @@ class EdgeFeed:
         assert settings.redis_url is not None  # checked by Settings
         self.keys = Keys(settings.redis_prefix)
         self.stale_after = settings.stale_after
-        self.link = Link(settings.redis_url, reconnect_min=settings.reconnect_min, reconnect_max=settings.reconnect_max)
+        self.link = Link(settings.redis_url)
         self._snapshot = self.link.redis.register_script(SNAPSHOT)
         self.position = Position()
-        self.loaded = False  # a snapshot is in the hub
+        self.loaded = False  # the hub holds the stream's state (a snapshot, or entries from the first)
         self.waiting = "waiting for the first snapshot from redis"  # why not live yet, when so
         self.last_entry: float | None = None  # monotonic time of the last entry (or snapshot)
         self.lag = Histogram()
@@ -103,27 +113,27 @@ class EdgeFeed:
             reply: Any = None
             try:
                 if need_snapshot:
-                    delay = self._pace.wait(time.monotonic()) if self.loaded else 0.0
+                    delay = self._pace.wait(time.monotonic())
                     if delay > 0:  # re-snapshots are paced: a writer cannot make the edge loop on them
                         await link.sleep(delay)
                         continue
-                    resync = await self._load()
-                    if resync is None:  # nothing in Redis yet: an ingest will seed it
-                        await link.sleep(link.reconnect_min)
+                    try:
+                        resync = await self._load()
+                    except BadEntry as exc:  # retried once the pace allows, like a gap
+                        self._refused(exc, "the snapshot")
+                        self._pace.take(time.monotonic())
                         continue
                     need_snapshot = check_epoch = False
                     gap = None
+                    if resync is None:  # no stream yet: the XREAD below waits for its first entry
+                        continue
                 elif gap is not None:
                     need_snapshot = await self._judge_gap(*gap)
                     gap = None
                     continue
                 elif check_epoch:
-                    verdict = await self._check_epoch()
-                    if verdict is None:  # Redis is back but empty: wait for the ingest's re-seed
-                        await link.sleep(link.reconnect_min)
-                        continue
                     check_epoch = False
-                    need_snapshot = verdict
+                    need_snapshot = await self._check_epoch()
                     continue
                 else:
                     reply = await link.call(
@@ -149,18 +159,15 @@ class EdgeFeed:
     # -- steps --------------------------------------------------------------------------------
 
     async def _load(self) -> Batch | None:
-        """Read the snapshot; ``None`` when Redis holds no backplane data (or the link closed).
-        Unreadable bars are counted and left out."""
+        """Read the snapshot; ``None`` when Redis holds no backplane data (or the link closed):
+        then the edge follows the stream from where it is (:meth:`_follow`). Unreadable bars are
+        counted and left out; an unreadable reply raises :class:`BadEntry`."""
         reply = await self.link.call(self._snapshot([self.keys.meta, self.keys.symbols], [self.keys.bars]))
         self.link.up()
-        try:
-            snap: Snapshot | None = parse_snapshot(reply) if reply is not None else None
-        except BadEntry as exc:
-            self._refused(exc, "the snapshot")
-            return None
+        snap: Snapshot | None = parse_snapshot(reply) if reply is not None else None
         if snap is None:
             if not self.link.closed:
-                self.waiting = "redis holds no candles yet: waiting for an ingest to publish"
+                self._follow("redis holds no stream yet")
             return None
         now = time.monotonic()
         self._pace.take(now)
@@ -176,23 +183,48 @@ class EdgeFeed:
         log.info("backplane: snapshot of %d bar(s) at %s; live from there", len(resync.items), self.position.last_id)
         return resync
 
+    def _follow(self, why: str) -> None:
+        """Redis holds no stream: read it from this edge's position, with the blocking XREAD that
+        waits on a key that does not exist yet. Before anything was delivered that is ``0-0``:
+        the stream's first entry and every later one reach the hub live, so a client connected
+        before the first candle gets every candle. After a restart that emptied Redis it is the
+        last id delivered: the ingest re-seeds its last entries under their ids, and the sequence
+        says whether anything between was lost."""
+        self.cursor = self.position.last_id
+        if self.position.fresh:
+            self.waiting = "redis holds no candles yet: waiting for an ingest to publish"
+        else:
+            self.waiting = "redis was restarted empty: waiting for the ingest to re-seed it"
+        log.info("backplane: %s: following it from %s", why, self.cursor)
+
     async def _meta(self) -> tuple[int, int] | None:
-        """Redis's top ``(epoch, seq)``; ``None``: Redis is empty (or the link closed)."""
+        """Redis's top ``(epoch, seq)``; ``None``: Redis is empty (or the link closed). Raises
+        :class:`BadEntry` (an unreadable top) and Redis errors."""
         reply = await self.link.call(self.link.redis.hmget(self.keys.meta, ["epoch", "seq"]))
         self.link.up()
-        try:
-            return parse_meta(reply) if reply is not None else None
-        except BadEntry as exc:
-            self._refused(exc, "the stream's top")
-            return None
+        return parse_meta(reply) if reply is not None else None
 
-    async def _check_epoch(self) -> bool | None:
-        """Whether Redis's top means this edge must re-snapshot; ``None``: Redis is empty."""
-        meta = await self._meta()
+    async def _check_epoch(self) -> bool:
+        """Whether Redis's top means this edge must re-snapshot (after an error, or idle). An edge
+        that has delivered nothing and reads from ``0-0`` misses nothing: no check (one that
+        skipped a foreign entry goes back to ``0-0`` once the ingest's top is below it: the
+        stream was recreated). Redis empty: follow the stream from here (:meth:`_follow`)."""
+        position = self.position
+        if position.fresh and self.cursor == position.last_id:
+            return False
+        try:
+            meta = await self._meta()
+        except BadEntry as exc:  # judged again at the next idle check
+            self._refused(exc, "the stream's top")
+            return False
         if meta is None:
-            if not self.link.closed:
-                self.waiting = "redis was restarted empty: waiting for the ingest to re-seed it"
-            return None
+            if not position.fresh and not self.link.closed and not self.waiting:
+                self._follow("redis holds no stream (restarted empty?)")
+            return False
+        if position.fresh:
+            if meta < parse_id(self.cursor):
+                self.cursor = position.last_id
+            return False
         self.waiting = ""
         if self.position.behind(*meta):
             self._gap(f"redis's stream is at {meta[0]}-{meta[1]}, another numbering than this edge's")
@@ -204,9 +236,15 @@ class EdgeFeed:
     async def _judge_gap(self, raw_id: str, epoch: int, seq: int) -> bool:
         """An entry broke the sequence: a real gap (the stream's top accounts for it: re-snapshot,
         True) or an entry the ingest never wrote (skipped and counted, False). Raises on Redis errors."""
-        meta = await self._meta()
+        try:
+            meta = await self._meta()
+        except BadEntry as exc:
+            self._refused(exc, "the stream's top")
+            meta = None
         if meta is not None and Position.accounts_for(meta, epoch, seq):
-            self._gap(f"expected {self.position.epoch}-{self.position.seq + 1}, read {raw_id}")
+            position = self.position
+            expected = "the stream's first entry" if position.fresh else entry_id(position.epoch, position.seq + 1)
+            self._gap(f"expected {expected}, read {raw_id}")
             return True
         top = "none" if meta is None else f"{meta[0]}-{meta[1]}"
         self._refused(BadEntry("foreign", f"beyond the stream's top {top}: not the ingest's"), f"entry {raw_id}")
@@ -251,6 +289,7 @@ class EdgeFeed:
         if batch:
             self.last_entry = now
             self.waiting = ""
+            self.loaded = True
         return batch, gap
 
     def _refused(self, exc: BadEntry, what: str) -> None:

@@ -5,7 +5,7 @@ client). Its :meth:`~IngestPublisher.run` does the work in the runtime's task gr
 reports its readiness and metrics like a feed does (:class:`~candlecast.feed.base.Observed`).
 
 - **Lease.** Only the lease holder (:mod:`candlecast.backplane.lease`) runs the source, i.e.
-  connects to the broker; a standby polls until the lease is free. After a Redis outage a standby
+  connects to the broker; a standby retries until the lease is free. After a Redis outage a standby
   waits one lease time before trying, so the leader that was buffering meanwhile takes its lease
   back first.
 - **Sequence.** Each candle the source emits is stamped ``<epoch>-<seq>`` (see
@@ -21,7 +21,11 @@ reports its readiness and metrics like a feed does (:class:`~candlecast.feed.bas
   its last :data:`RETAIN` confirmed entries, under their original ids (edges that had not read
   them resume from their last id; edges drop what they had). Then the buffer flushes.
 - **Redis unreachable.** The source keeps running and the buffer fills; every call is retried
-  with capped backoff; ``/readyz`` says so.
+  within :data:`~candlecast.backplane.pace.RETRY_MAX` (Redis's own short retry, not the broker's
+  ``--reconnect-max``), so the buffer flushes a moment after Redis answers again; ``/readyz`` says so.
+- **A new stream.** The first write into a Redis that holds no stream (a first start) creates
+  it: epoch, sequence 0, nothing to re-seed. That is logged as a new stream, not counted as a
+  re-seed.
 - **A foreign entry on top.** An entry at or above the ingest's next id that it never wrote
   (another writer's ``XADD``) makes every later ``XADD`` fail ("equal or smaller than the target
   stream top item"). The ingest says so (an error line, ``candlecast_ingest_stream_conflicts_total``,
@@ -29,7 +33,14 @@ reports its readiness and metrics like a feed does (:class:`~candlecast.feed.bas
   candles are re-stamped above the stream's top (:func:`~.codec.id_above`: later sequence numbers
   in its epoch, or a new epoch just above the foreign one, recorded with the REBASE script). Edges
   see one gap and re-snapshot. When no id above fits, it stays not ready and retries every
-  ``--reconnect-max`` (deleting the stream key recovers it).
+  :data:`WEDGED_RETRY` (deleting the stream key recovers it).
+
+The flusher waits for data on an event (the puller sets it), never on a timer. The ingest's
+other waits are timers with a bound, none of them for data: the lease's renewal (every third of
+``--lease-ttl``); a standby's retry of the lease (every tenth: a leader that died shows only by
+its lease running out, which is a time, not an event); a standby's hold-off of one lease time
+after a Redis outage; and the retries after an error (:meth:`Link.pause
+<candlecast.backplane.link.Link.pause>`, :data:`WEDGED_RETRY`).
 
 Event loop only (the source's producer thread is the :class:`~candlecast.feed.source.SourceFeed`'s).
 :meth:`stop` cancels :meth:`run`, which stops the source and closes the Redis client; idempotent.
@@ -65,7 +76,7 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 
-__all__ = ["FLUSH_MAX", "RETAIN", "STREAM_TOP", "IngestPublisher", "Pending"]
+__all__ = ["FLUSH_MAX", "RETAIN", "STREAM_TOP", "WEDGED_RETRY", "IngestPublisher", "Pending"]
 
 log = logging.getLogger("candlecast.backplane")
 
@@ -73,6 +84,8 @@ log = logging.getLogger("candlecast.backplane")
 FLUSH_MAX: Final = 512
 #: Confirmed entries kept to re-send after Redis restarted empty.
 RETAIN: Final = 4096
+#: Seconds between two tries while a foreign entry on the stream's top leaves no id to write at.
+WEDGED_RETRY: Final = 1.0
 #: What Redis says when an XADD's id is not above the stream's top (or no id is left above it).
 STREAM_TOP: Final = ("equal or smaller than the target stream top item", "exhausted the last possible ID")
 
@@ -102,7 +115,7 @@ class IngestPublisher:
         self.history = settings.history
         self.capacity = settings.ingest_buffer
         self._source_factory = source_factory
-        self.link = Link(settings.redis_url, reconnect_min=settings.reconnect_min, reconnect_max=settings.reconnect_max)
+        self.link = Link(settings.redis_url)
         self.lease = Lease(self.link, self.keys, settings.lease_ttl)
         self._publish = self.link.redis.register_script(PUBLISH)
         self._reseed = self.link.redis.register_script(RESEED)
@@ -173,7 +186,9 @@ class IngestPublisher:
         yield counter("ingest_buffer_dropped", "Candles dropped from a full ingest buffer (oldest first)", self.dropped)
         yield counter("ingest_published", "Candles written to the Redis Stream", self.published)
         yield counter(
-            "ingest_reseeds", "Times this ingest seeded an empty Redis (its first start included)", self.reseeds
+            "ingest_reseeds",
+            "Times this ingest re-seeded a Redis restarted empty (a first start into a new Redis is not one)",
+            self.reseeds,
         )
         yield counter(
             "ingest_stream_conflicts",
@@ -396,7 +411,7 @@ class IngestPublisher:
             self.wedged = f"the stream's top {top_id} was not written by this ingest and no id above it fits"
             if self._quiet.allow("wedged", time.monotonic()) is not None:
                 log.error("ingest: %s: cannot write; delete %s to recover; retrying", self.wedged, keys.stream)
-            await link.sleep(link.reconnect_max)
+            await link.sleep(WEDGED_RETRY)
             return
         self.wedged = f"the stream's top {top_id} was not written by this ingest; continuing above it"
         epoch, base = above
@@ -457,7 +472,8 @@ class IngestPublisher:
             await self.link.pause()
 
     async def _reseed_redis(self) -> None:
-        """Write back the numbering, the bars and the retained entries (Redis came back empty)."""
+        """Write back the numbering, the bars and the retained entries (Redis came back empty),
+        or, for a numbering with no entry yet, just create the stream's top (a first start)."""
         keys = self.keys
         bars = list(self.bars.items())
         args: list[Any] = [
@@ -486,6 +502,9 @@ class IngestPublisher:
         if reply[0] == b"FENCED":
             return self._depose(f"ingest {reply[1].decode() or '?'} holds the lease now")
         if reply[0] == b"OK":
+            if self.confirmed == 0:  # this numbering never had an entry: nothing was lost
+                log.info("ingest: started a new stream in redis, epoch %s", self.epoch)
+                return
             self.reseeds += 1
             log.warning(
                 "ingest: redis was empty: re-seeded epoch %s up to seq %d with %d bar(s) and %d entr(ies)",

@@ -6,6 +6,10 @@ built with no retry, bounded connect and read timeouts, and TCP keepalive. :clas
 makes every Redis call cancellable by :meth:`Link.close` (shutdown never waits on Redis), keeps
 the connection state for ``/readyz`` and counts errors and reconnects for ``/metrics``.
 
+:meth:`Link.pause` is the one wait after a failed call, by the Redis retry rule of
+:func:`candlecast.backplane.pace.retry_delay` (short and capped, not the broker's
+``--reconnect-min``/``--reconnect-max``), with a random source of its own per link.
+
 Event loop only. :meth:`Link.close` cancels the call in flight and closes the client; idempotent.
 """
 
@@ -25,7 +29,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..metrics import counter, gauge
-from ..model.pacing import backoff
+from .pace import RETRY_MAX, retry_delay
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -61,10 +65,8 @@ def client(url: str) -> Redis:
 class Link:
     """One Redis client with its connection state, used by one feed."""
 
-    def __init__(self, url: str, *, reconnect_min: float, reconnect_max: float) -> None:
+    def __init__(self, url: str) -> None:
         self.redis = client(url)
-        self.reconnect_min = reconnect_min
-        self.reconnect_max = reconnect_max
         self.connected = False
         self.error: str | None = "not connected yet"
         self.errors = 0
@@ -72,7 +74,7 @@ class Link:
         self._failures = 0
         self._scopes: set[anyio.CancelScope] = set()
         self._closed = False
-        self._rng = random.Random()
+        self._rng = random.Random()  # seeded per link: edges started together still retry apart
 
     @property
     def closed(self) -> bool:
@@ -96,7 +98,7 @@ class Link:
     def metrics(self) -> Iterator[Metric]:
         """The link's health, the same for an ingest and an edge."""
         yield gauge("redis_connected", "1 while the last Redis call succeeded", int(self.connected))
-        yield counter("redis_errors", "Failed Redis calls (each is retried with backoff)", self.errors)
+        yield counter("redis_errors", "Failed Redis calls (each is retried, within RETRY_MAX)", self.errors)
         yield counter("redis_reconnects", "Times Redis answered again after failing", self.reconnects)
 
     def up(self) -> None:
@@ -114,15 +116,15 @@ class Link:
         self.errors += 1
         text = f"{type(exc).__name__}: {exc}"[:200]
         if self.connected or self._failures == 0:
-            log.warning("redis: %s; reconnecting with backoff", text)
+            log.warning("redis: %s; retrying every %.2fs at most", text, RETRY_MAX)
         self.connected = False
         self.error = text
         self._failures += 1
 
     async def pause(self) -> None:
-        """Wait the backoff after a failure (returns at once if the link was closed meanwhile)."""
-        delay = backoff(self._failures - 1, initial=self.reconnect_min, maximum=self.reconnect_max, rng=self._rng)
-        await self.sleep(delay)
+        """Wait before retrying a failed call (:func:`retry_delay`; returns at once if the link
+        was closed meanwhile). The only wait after a Redis error."""
+        await self.sleep(retry_delay(self._failures, self._rng))
 
     async def sleep(self, seconds: float) -> None:
         """A cancellable pause: :meth:`close` ends it."""

@@ -159,6 +159,23 @@ def test_position_judges_each_entry_by_the_ingest_sequence(epoch: int, seq: int,
     assert Position(7, 10).judge(epoch, seq) is verdict
 
 
+@pytest.mark.parametrize(
+    ("epoch", "seq", "verdict"),
+    [
+        (1_700_000_000_000, 1, Verdict.NEXT),  # a new stream's first entry, whatever its epoch
+        (5, 1, Verdict.NEXT),
+        (1_700_000_000_000, 2, Verdict.GAP),  # the stream began before this edge read it
+        (1_700_000_000_000, 4097, Verdict.GAP),  # a re-seeded stream's retained entries
+    ],
+)
+def test_a_fresh_position_takes_any_epochs_first_entry_and_nothing_else(epoch: int, seq: int, verdict: Verdict) -> None:
+    """Before anything was delivered (no stream yet: the edge reads from 0-0), entry 1 is next."""
+    p = Position()
+    assert p.fresh and p.last_id == "0-0"
+    assert p.judge(epoch, seq) is verdict
+    assert not Position(7, 0).fresh and not Position(7, 10).fresh
+
+
 def test_position_is_behind_when_redis_changed_epoch_or_went_backwards() -> None:
     """An idle edge re-checks Redis's top: another epoch or a lower sequence means re-snapshot."""
     p = Position(7, 10)
