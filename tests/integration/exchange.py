@@ -9,9 +9,10 @@ partial state until the clock passes its end (then its final one).
 One ``websockets`` server: a plain HTTP ``GET`` (no upgrade) is answered from ``process_request``
 (``/api/v3/klines``, Binance's shape, at most 1,000 bars a call, newest last), anything else is
 the kline stream in the combined form (``{"stream": …, "data": {"e": "kline", …}}``). Knobs for
-the unhappy paths: a gate REST requests wait on, answers of 429 with ``Retry-After``, a request
-that hangs, and an outage of the stream (connections closed, new ones refused) while the clock
-goes on.
+the unhappy paths: a gate REST requests wait on, answers of 429 with ``Retry-After``, canned
+answers for the next requests (another exchange's limit answer: Bybit's 403, OKX's bare 429,
+Kraken's error array), a request that hangs, and an outage of the stream (connections closed,
+new ones refused) while the clock goes on.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class FakeExchange:
         self.gate.set()
         self.rate_limit = 0  # answer this many next requests with 429
         self.retry_after = 1
+        self.answers: list[tuple[int, dict[str, str], str]] = []  # (status, headers, body) for the next requests
         self.hang = 0  # this many next requests never answer
         self.hanging = asyncio.Event()  # a request is hanging now
         self.down = False
@@ -195,6 +197,12 @@ class FakeExchange:
             self.hanging.set()
             await self._released.wait()
             return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "released\n")
+        if self.answers:
+            status, headers, body = self.answers.pop(0)
+            response = conn.respond(HTTPStatus(status), body)
+            for name, value in headers.items():
+                response.headers[name] = value
+            return response
         if self.rate_limit:
             self.rate_limit -= 1
             response = conn.respond(HTTPStatus.TOO_MANY_REQUESTS, '{"code":-1003,"msg":"Too many requests."}')

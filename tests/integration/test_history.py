@@ -3,18 +3,32 @@
 
 Start-up backfill of ``--history`` bars per symbol and interval, paging, 429 + ``Retry-After``,
 a REST timeout that live frames do not wait for, and a stream outage filled after the reconnect:
-every time, the clients' history is compared bar for bar with the exchange's.
+every time, the clients' history is compared bar for bar with the exchange's. And the REST
+client's manners against the same exchange: a backfill of many symbols × intervals never sends
+more than the declared rate in any window, and each exchange's limit answer holds every request
+for its stated time (small declared rates and scaled-down holds keep them fast).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import httpx
+import orjson
+import pytest
 from websockets.asyncio.client import ClientConnection
 
+from candlecast.formats.binance import BinanceHistory
+from candlecast.formats.bybit import BybitHistory
+from candlecast.formats.contract import HistoryFormat, Rate, Request, Wanted
+from candlecast.formats.kraken import KrakenHistory
+from candlecast.formats.okx import OkxHistory
+from candlecast.history.client import Historian, RestClient
+from candlecast.model.intervals import parse_interval
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE
 from tests.integration.exchange import FakeExchange, fake_exchange
@@ -250,3 +264,116 @@ async def test_with_the_backplane_the_ingest_backfills_and_fills_and_edges_resyn
                     assert await converged(ws, truth(exchange, intervals, 40)) == truth(exchange, intervals, 40)
                 assert len(exchange.requests) > requests  # the gap was filled over REST, by the ingest
             assert await ingest.metric("candlecast_history_fills_total") == 1
+
+
+# -- the client's manners: declared rates and limit answers ----------------------------------------
+
+
+class Paced(BinanceHistory):
+    """Binance's requests and bars (the fake exchange's shape) at a small declared ``rate``, with
+    another exchange's limit signals (``signals``), its holds scaled by ``scale``: test-only."""
+
+    def __init__(self, rate: Rate, signals: HistoryFormat | None = None, scale: float = 1.0) -> None:
+        self._rate, self.signals, self.scale = rate, signals, scale
+
+    def rate(self, request: Request) -> Rate:
+        return self._rate
+
+    def limited(self, status: int, headers: Mapping[str, str], body: object, now_ms: int) -> float | None:
+        limited = getattr(self.signals, "limited", None)
+        hold = limited(status, headers, body, now_ms) if limited is not None else None
+        return None if hold is None else hold * self.scale
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """The real transport, noting when each request was sent (client side, monotonic)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.sent: list[float] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(time.monotonic())
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def backfill(
+    exchange: FakeExchange, half: HistoryFormat, intervals: tuple[str, ...]
+) -> tuple[RestClient, Recording]:
+    """A whole backfill of every symbol × interval (40 bars each) through a RestClient."""
+    transport = Recording()
+    rest = RestClient(half, exchange.rest_url, upstream=exchange.url, transport=transport)
+    try:
+        base, *higher = [parse_interval(i) for i in intervals]
+        historian = Historian(rest, [Wanted(s) for s in exchange.symbols], base=base, higher=higher, bars=40)
+        with anyio.fail_after(DEADLINE):
+            got = await historian.backfill()
+    finally:
+        await rest.aclose()
+    assert set(got) == set(exchange.symbols)
+    for s in exchange.symbols:  # the base bars are the exchange's
+        assert [c.ot for c in got[s] if c.i is None][-40:] == [b.ot for b in exchange.bars(s, "1m", 40)]
+    return rest, transport
+
+
+def most_in_a_window(times: list[float], window: float) -> int:
+    """The most of ``times`` in any half-open window ``[t, t + window)``."""
+    return max(sum(1 for u in times if t <= u < t + window) for t in times)
+
+
+async def test_a_backfill_of_many_symbols_and_intervals_never_exceeds_the_declared_rate() -> None:
+    """5 symbols × 4 intervals (20 requests, 4 at once allowed) at a declared 5 requests / 0.5 s:
+    the exchange never sees more than 5 in any 0.5 s (nor does the client send more)."""
+    rate = Rate(5, 0.5)
+    async with fake_exchange("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT") as exchange:
+        _, transport = await backfill(exchange, Paced(rate), ("1m", "5m", "15m", "1h"))
+    arrivals = [at for at, _ in exchange.requests]
+    assert len(arrivals) >= 20
+    assert most_in_a_window(transport.sent, rate.window) <= rate.requests
+    assert most_in_a_window(arrivals, rate.window) <= rate.requests
+    assert arrivals[-1] - arrivals[0] >= (len(arrivals) - 1) * rate.window / rate.requests  # paced, not bunched
+
+
+# Each exchange's limit answer, from its documented sample (see tests/unit/formats/test_<broker>.py
+# for the pages): Bybit v5 "Rate Limit Rules": HTTP 403 "access too frequent", wait >= 10 minutes
+# (the body is reconstructed); OKX API v5 error code 50011 with HTTP 429 and no Retry-After (hold:
+# its 2 s window; body reconstructed from the error code table); Kraken "Spot REST Rate Limits":
+# {"error": ["EGeneral:Too many requests"]} with HTTP 200 (reconstructed; hold: candlecast's 10 s).
+LIMIT_ANSWERS: dict[str, tuple[BybitHistory | OkxHistory | KrakenHistory, float, tuple[int, dict[str, str], str]]] = {
+    "bybit-403": (BybitHistory(), 600.0, (403, {}, "access too frequent")),
+    "okx-429": (OkxHistory(), 2.0, (429, {}, '{"code":"50011","msg":"Rate limit reached.","data":[]}')),
+    "kraken-error": (
+        KrakenHistory(),
+        10.0,
+        (200, {"Content-Type": "application/json"}, orjson.dumps({"error": ["EGeneral:Too many requests"]}).decode()),
+    ),
+}
+HOLD = 0.3  # each exchange's hold, scaled down to this
+
+
+@pytest.mark.parametrize("case", LIMIT_ANSWERS)
+async def test_a_limit_answer_holds_every_request_for_the_stated_time(
+    case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first request of a backfill (2 symbols × 2 intervals, 4 at once) draws the exchange's
+    limit answer: no request is sent until its hold (scaled) has passed, the limited request is
+    then retried, the backfill completes; counted once, logged once."""
+    signals, hold, answer = LIMIT_ANSWERS[case]
+    assert signals.limited(answer[0], {}, orjson.loads(answer[2]) if answer[2].startswith("{") else None, 0) == hold
+    async with fake_exchange("AAAUSDT", "BBBUSDT") as exchange:
+        exchange.answers.append(answer)
+        with caplog.at_level(logging.WARNING, logger="candlecast.history"):
+            rest, transport = await backfill(exchange, Paced(Rate(20, 1.0), signals, HOLD / hold), ("1m", "5m"))
+    assert rest.stats.rate_limited == 1
+    assert [r.message for r in caplog.records if "too many requests" in r.message] == [
+        f"history: /api/v3/klines answered {answer[0]} (too many requests): none for {HOLD:.1f}s"
+    ]
+    resume_at = rest.pacer.resume_at
+    held_from = resume_at - HOLD
+    assert not [t for t in transport.sent if held_from <= t < resume_at]  # nothing sent during the hold
+    (first, limited), *rest_of = exchange.requests
+    retried = next(at for at, q in rest_of if q == limited)
+    assert retried - first >= HOLD  # measured at the exchange: the retry waited out the hold

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..model.candle import Candle, MalformedMessage, make_candle
 from ..model.intervals import Interval
-from .contract import Request, Wanted, rest_bar
+from .contract import Rate, Request, Wanted, rest_bar
 from .shapes import epoch_millis, epoch_ms, header_int, json_list, json_object
 
 __all__ = ["parse_binance", "BinanceHistory", "EXAMPLE"]
@@ -72,6 +72,10 @@ _BINANCE_STREAM: Final = re.compile(r"^([a-z0-9]+)@kline_(\w+)$", re.IGNORECASE)
 
 #: Binance's request weight budget per minute (``X-MBX-USED-WEIGHT-1M`` counts against it).
 BINANCE_WEIGHT_PER_MINUTE: Final = 6000
+#: ``GET /api/v3/klines`` costs a weight of 2 (Binance spot REST docs, "Kline/Candlestick data").
+BINANCE_KLINES_WEIGHT: Final = 2
+#: The klines calls a minute's weight allows (Binance's ``REQUEST_WEIGHT`` limit is per IP).
+BINANCE_RATE: Final = Rate(BINANCE_WEIGHT_PER_MINUTE // BINANCE_KLINES_WEIGHT, 60.0)
 
 
 class BinanceHistory:
@@ -121,6 +125,12 @@ class BinanceHistory:
                 raise MalformedMessage("shape", f"kline has {len(k)} fields, want [open time, o, h, l, c, v, …]")
             out.append(rest_bar(symbol, interval, epoch_ms(k[0], "open time"), k[1], k[2], k[3], k[4], k[5]))
         return out
+
+    def rate(self, request: Request) -> Rate:
+        return BINANCE_RATE
+
+    def limited(self, status: int, headers: Mapping[str, str], body: object, now_ms: int) -> float | None:
+        return None  # Binance's limit answers are 429 and 418 (a ban) with Retry-After: the client's rule
 
     def pause(self, status: int, headers: Mapping[str, str], now_ms: int) -> float:
         used = header_int(headers, "x-mbx-used-weight-1m")

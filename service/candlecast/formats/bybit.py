@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from ..model.candle import Candle, MalformedMessage, make_candle
 from ..model.intervals import Interval
-from .contract import Request, Wanted, rest_bar
+from .contract import Rate, Request, Wanted, rest_bar
 from .shapes import epoch_ms, header_int, json_list, json_object
 
 __all__ = ["parse_bybit", "BybitHistory", "EXAMPLE"]
@@ -70,6 +70,14 @@ _BYBIT_INTERVALS: Final = {
 _BYBIT_NAMES: Final = {v: k for k, v in _BYBIT_INTERVALS.items()}
 
 
+#: Bybit's HTTP IP limit: 600 requests in any 5-second window, every path (v5 "Rate Limit Rules").
+BYBIT_RATE: Final = Rate(600, 5.0)
+#: "403, access too frequent": the IP exceeded its limit; "wait for at least 10 minutes".
+BYBIT_BAN: Final = 600.0
+#: ``retCode`` 10006, "Too many visits!": the per-second API rate limit.
+BYBIT_TOO_MANY_VISITS: Final = 10006
+
+
 class BybitHistory:
     """Bybit v5 ``GET /v5/market/kline``: ``{"retCode": 0, "result": {"list": [["start ms", "o",
     "h", "l", "c", "volume", "turnover"], …]}}``, newest first, at most 1,000 a call. The
@@ -123,6 +131,19 @@ class BybitHistory:
             out.append(rest_bar(symbol, interval, epoch_ms(k[0], "start"), k[1], k[2], k[3], k[4], k[5]))
         out.reverse()  # newest first on the wire
         return out
+
+    def rate(self, request: Request) -> Rate:
+        return BYBIT_RATE
+
+    def limited(self, status: int, headers: Mapping[str, str], body: object, now_ms: int) -> float | None:
+        """403 ("access too frequent"): 10 minutes; retCode 10006: until
+        ``X-Bapi-Limit-Reset-Timestamp``, and at least the 1 s window of the API limit."""
+        if status == 403:
+            return BYBIT_BAN
+        if isinstance(body, dict) and body.get("retCode") == BYBIT_TOO_MANY_VISITS:
+            reset = header_int(headers, "x-bapi-limit-reset-timestamp")
+            return max(1.0, (reset - now_ms) / 1000) if reset is not None else 1.0
+        return None
 
     def pause(self, status: int, headers: Mapping[str, str], now_ms: int) -> float:
         remaining = header_int(headers, "x-bapi-limit-status")

@@ -13,7 +13,11 @@ object that
 - parses the answer into candles, oldest first (:meth:`~HistoryFormat.parse`), raising
   :class:`~candlecast.model.candle.MalformedMessage` as a stream format does;
 - says how long to hold off before the next request, from the answer's rate-limit headers
-  (:meth:`~HistoryFormat.pause`).
+  (:meth:`~HistoryFormat.pause`);
+- optionally (:func:`rate_of`, :func:`limited_of` read them, with defaults for a half that has
+  neither): the exchange's documented :class:`Rate` for a request (``rate(request)``), and its
+  *limit signals* (``limited(status, headers, body, now_ms)``: the seconds to hold off every
+  request when an answer says "too many", ``None`` when it does not).
 
 A format may also declare a :class:`Heartbeat` as its callable's ``heartbeat`` attribute (as a
 plug-in sets ``history``; :func:`heartbeat_of` reads it): the text the broker wants when the feed
@@ -28,14 +32,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 import orjson
 
 from ..model.candle import Candle, Format, make_candle
 from ..model.intervals import Interval
 
-__all__ = ["Heartbeat", "HistoryFormat", "Request", "Wanted", "heartbeat_of", "rest_bar", "subscribe_message"]
+__all__ = [
+    "DEFAULT_RATE",
+    "Heartbeat",
+    "HistoryFormat",
+    "Rate",
+    "Request",
+    "Wanted",
+    "heartbeat_of",
+    "limited_of",
+    "rate_of",
+    "rest_bar",
+    "subscribe_message",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +119,46 @@ class HistoryFormat(Protocol):
     def pause(self, status: int, headers: Mapping[str, str], now_ms: int) -> float:
         """Seconds to wait before the next request, from this answer's rate-limit headers."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most ``requests`` requests in any ``window`` seconds, as the exchange documents it.
+
+    Requests whose rates are equal share one budget (an exchange's per-IP limit covers every
+    path); ``scope`` names an endpoint the exchange limits on its own (OKX's ``market/candles``
+    and ``market/history-candles``), so equal numbers of two scopes are two budgets."""
+
+    requests: int
+    window: float
+    scope: str = ""
+
+    def __post_init__(self) -> None:
+        if self.requests < 1 or not self.window > 0:
+            raise ValueError(f"a rate needs requests >= 1 and window > 0, got {self.requests} / {self.window}")
+
+
+#: The rate of a plug-in's half that declares none (or declares something that is no
+#: :class:`Rate`): a cautious 5 requests a second.
+DEFAULT_RATE: Final = Rate(5, 1.0)
+
+
+def rate_of(half: HistoryFormat, request: Request) -> Rate:
+    """The :class:`Rate` ``half.rate(request)`` declares, else :data:`DEFAULT_RATE`."""
+    rate = getattr(half, "rate", None)
+    declared = rate(request) if callable(rate) else None
+    return declared if isinstance(declared, Rate) else DEFAULT_RATE
+
+
+def limited_of(half: HistoryFormat, status: int, headers: Mapping[str, str], body: object, now_ms: int) -> float | None:
+    """Seconds ``half.limited(...)`` says to hold off every request (the answer is a limit
+    signal), ``None`` when it says nothing or the half declares no ``limited``. ``body`` is the
+    decoded JSON answer (``None`` when it is not JSON)."""
+    limited = getattr(half, "limited", None)
+    hold = limited(status, headers, body, now_ms) if callable(limited) else None
+    if isinstance(hold, bool) or not isinstance(hold, int | float):
+        return None
+    return max(0.0, float(hold))
 
 
 def rest_bar(symbol: str, interval: Interval, ot: int, o: object, h: object, l: object, c: object, v: object) -> Candle:  # noqa: E741

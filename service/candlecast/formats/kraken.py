@@ -9,7 +9,7 @@ from typing import Final
 
 from ..model.candle import Candle, MalformedMessage, make_candle
 from ..model.intervals import Interval, from_ms
-from .contract import Request, Wanted, rest_bar
+from .contract import Rate, Request, Wanted, rest_bar
 from .shapes import json_list, json_object, rfc3339_ms
 
 __all__ = ["parse_kraken", "KrakenHistory", "EXAMPLE"]
@@ -56,6 +56,15 @@ def parse_kraken(msg: object) -> list[Candle]:
 
 
 _KRAKEN_MINUTES: Final = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
+
+
+#: Kraken's public REST endpoints: about 1 request a second per IP (Kraken API guide, "Spot REST
+#: Rate Limits").
+KRAKEN_RATE: Final = Rate(1, 1.0)
+#: What Kraken's ``error`` array says when its limits are hit.
+KRAKEN_LIMIT_ERRORS: Final = frozenset({"EGeneral:Too many requests", "EAPI:Rate limit exceeded"})
+#: The hold after one (Kraken documents none for public endpoints: candlecast's choice, ten windows).
+KRAKEN_HOLD: Final = 10.0
 
 
 class KrakenHistory:
@@ -110,6 +119,17 @@ class KrakenHistory:
                 raise MalformedMessage("type", f"time must be epoch seconds, got {k[0]!r:.40}")
             out.append(rest_bar(symbol, interval, k[0] * 1000, k[1], k[2], k[3], k[4], k[6]))
         return out
+
+    def rate(self, request: Request) -> Rate:
+        return KRAKEN_RATE
+
+    def limited(self, status: int, headers: Mapping[str, str], body: object, now_ms: int) -> float | None:
+        """``EGeneral:Too many requests`` (or ``EAPI:Rate limit exceeded``) in ``error``: hold
+        :data:`KRAKEN_HOLD`."""
+        errors = body.get("error") if isinstance(body, dict) else None
+        if isinstance(errors, list) and any(e in KRAKEN_LIMIT_ERRORS for e in errors if isinstance(e, str)):
+            return KRAKEN_HOLD
+        return None
 
     def pause(self, status: int, headers: Mapping[str, str], now_ms: int) -> float:
         return 0.0

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from ..model.candle import Candle, MalformedMessage, make_candle
 from ..model.intervals import Interval
-from .contract import Heartbeat, Request, Wanted, rest_bar
+from .contract import Heartbeat, Rate, Request, Wanted, rest_bar
 from .shapes import epoch_ms, epoch_ms_text, json_list, json_object
 
 __all__ = ["EXAMPLE", "HEARTBEAT", "OkxHistory", "base_volume", "parse_okx"]
@@ -92,9 +92,17 @@ _OKX_INTERVALS: Final = {
 _OKX_NAMES: Final = {**{v: k for k, v in _OKX_INTERVALS.items()}, "6H": None, "12H": None, "1D": None}
 
 
+#: ``GET /api/v5/market/candles``: 40 requests / 2 s per IP (OKX API v5, "Get candlesticks").
+OKX_CANDLES_RATE: Final = Rate(40, 2.0, "market/candles")
+#: ``GET /api/v5/market/history-candles``: 20 requests / 2 s per IP ("Get candlesticks history").
+OKX_HISTORY_RATE: Final = Rate(20, 2.0, "market/history-candles")
+#: OKX's "Rate limit reached" error code (with HTTP 429).
+OKX_RATE_LIMIT_CODE: Final = "50011"
+
+
 class OkxHistory:
-    """OKX v5 ``GET /api/v5/market/candles`` (the most recent bars, up to 300 a call) and
-    ``/api/v5/market/history-candles`` (older ones, up to 100 a call): ``{"code": "0", "data":
+    """OKX v5 ``GET /api/v5/market/candles`` (the most recent bars) and
+    ``/api/v5/market/history-candles`` (older ones), up to 300 a call each: ``{"code": "0", "data":
     [["ts ms", "o", "h", "l", "c", "vol", "volCcy", …, "confirm"], …]}``, newest first; ``v`` as
     the stream's (:func:`base_volume`). ``after`` asks for bars before a time, ``before`` for bars
     after one. Days and longer use the UTC-aligned bars (``1Dutc``, ``1Wutc`` from Monday), as
@@ -102,7 +110,7 @@ class OkxHistory:
     ``{"channel": "candle1m", "instId": "BTC-USDT"}`` args."""
 
     base_url = "https://www.okx.com"
-    max_limit = 100
+    max_limit = 300
 
     def streams(self, upstream: str, subscribe: object) -> list[Wanted]:
         out: list[Wanted] = []
@@ -124,10 +132,9 @@ class OkxHistory:
         self, symbol: str, interval: Interval, *, start: int | None, end: int | None, limit: int, upstream: str
     ) -> Request:
         params = {"instId": symbol, "bar": _OKX_INTERVALS.get(interval.name, interval.name)}
-        if start is None and end is None:
-            params["limit"] = str(min(limit, 300))
-            return Request("/api/v5/market/candles", params)
         params["limit"] = str(min(limit, self.max_limit))
+        if start is None and end is None:
+            return Request("/api/v5/market/candles", params)
         if end is not None:
             params["after"] = str(end + 1)  # records earlier than `after`
         elif start is not None:
@@ -149,8 +156,17 @@ class OkxHistory:
         out.reverse()  # newest first on the wire
         return out
 
+    def rate(self, request: Request) -> Rate:
+        return OKX_HISTORY_RATE if request.path.endswith("/history-candles") else OKX_CANDLES_RATE
+
+    def limited(self, status: int, headers: Mapping[str, str], body: object, now_ms: int) -> float | None:
+        """A 429 or code 50011 comes with no ``Retry-After``: hold for the limit's window (2 s)."""
+        if status == 429 or (isinstance(body, dict) and body.get("code") == OKX_RATE_LIMIT_CODE):
+            return OKX_HISTORY_RATE.window
+        return None
+
     def pause(self, status: int, headers: Mapping[str, str], now_ms: int) -> float:
-        return 0.0  # OKX sends no rate headers; its limit (40 requests / 2 s) is above our concurrency
+        return 0.0  # OKX sends no rate headers: its rates are declared (rate)
 
 
 #: A public endpoint and the subscribe message for it (one symbol, 1-minute bars).

@@ -1,13 +1,17 @@
 """History over the broker's REST API: the start-up backfill and the gap fill after a reconnect.
 
 :class:`RestClient` is the one HTTP client (httpx, kept for the process) that asks the broker
-for bars through a format's pure history half (:mod:`candlecast.formats.rest`), as a good citizen of the
-broker's limits: at most :data:`CONCURRENCY` requests at once; connect and read timeouts; an
-HTTP 429 or 418 stops *every* request until its ``Retry-After`` has passed (then the request is
-retried); the half reads the exchange's weight headers into a pause before the next request.
-A timeout, a transport error, another HTTP error or a malformed answer fails the page
-(:class:`FetchFailed`); bars of an answer that are out of order or disagree with what was asked
-are skipped. Every rejection is counted by reason (``/metrics``).
+for bars through a format's pure history half (:mod:`candlecast.formats.contract`), as a good citizen of the
+broker's limits: at most :data:`CONCURRENCY` requests at once, and each request paced to the rate
+the half declares for it (:func:`~candlecast.formats.contract.rate_of`; the pure
+:class:`~candlecast.history.rates.Pacer`, shared by every fetch); connect and read timeouts; a
+*limit answer* -- an HTTP 429 or 418, or what the half's ``limited`` calls one (Bybit's 403 and
+retCode 10006, Kraken's ``EGeneral:Too many requests``) -- holds *every* request for the time
+:func:`~candlecast.history.rates.hold_for` gives (``Retry-After``, the half's, or 60 s), counted
+and logged once, and the request is retried; the half reads the exchange's weight headers into a
+pause before the next request. A timeout, a transport error, another HTTP error or a malformed
+answer fails the page (:class:`FetchFailed`); bars of an answer that are out of order or disagree
+with what was asked are skipped. Every rejection is counted by reason (``/metrics``).
 
 :class:`Historian` knows what to fetch: for each symbol the stream carries, the last ``bars``
 bars of the base interval -- reaching back to the start of the current bar of the largest higher
@@ -35,10 +39,11 @@ import anyio
 import httpx
 import orjson
 
-from ..formats.contract import HistoryFormat, Wanted
+from ..formats.contract import HistoryFormat, Rate, Wanted, limited_of, rate_of
 from ..model.candle import REASONS, Candle, MalformedMessage
 from ..model.intervals import Interval, align, cover_span
 from .pages import check_page, tagged
+from .rates import Pacer, hold_for
 
 __all__ = [
     "CONCURRENCY",
@@ -126,7 +131,7 @@ class RestClient:
             trust_env=False,
         )
         self._limiter = anyio.CapacityLimiter(concurrency)
-        self._resume_at = 0.0  # time.monotonic() before which no request is sent
+        self.pacer = Pacer()  # the declared rates and the hold, in time.monotonic() seconds
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -135,19 +140,30 @@ class RestClient:
         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
         return FetchFailed(f"{reason}: {detail}")
 
+    async def _slot(self, rate: Rate) -> None:
+        """Wait until a request of ``rate`` may go (its slot taken): pacing, not synchronization."""
+        while True:
+            wait = self.pacer.wait(rate, time.monotonic())
+            if wait <= 0:
+                return
+            await anyio.sleep(wait)  # the next slot of the rate, or the end of the hold
+
     async def page(
         self, symbol: str, interval: Interval, *, start: int | None, end: int | None, limit: int
     ) -> list[Candle]:
         """One page of bars, oldest first, the untrustworthy ones skipped (and counted).
 
-        Waits out a 429/418 (every request does) and retries it; raises :class:`FetchFailed`
-        for anything else that goes wrong."""
+        Waits for the request's slot of its rate (inside the concurrency cap, so a slot is a
+        send), waits out a limit answer (every request does) and retries it; raises
+        :class:`FetchFailed` for anything else that goes wrong."""
         request = self.half.request(symbol, interval, start=start, end=end, limit=limit, upstream=self.upstream)
+        try:
+            rate = rate_of(self.half, request)
+        except Exception as exc:  # a plug-in's bug fails the page, never the feed
+            raise self._reject("format", f"{request.path}: rate: {type(exc).__name__}: {exc}") from None
         while True:
             async with self._limiter:
-                wait = self._resume_at - time.monotonic()
-                if wait > 0:
-                    await anyio.sleep(wait)
+                await self._slot(rate)
                 self.stats.requests += 1
                 try:
                     response = await self.http.get(request.path, params=dict(request.params))
@@ -155,26 +171,32 @@ class RestClient:
                     raise self._reject("timeout", f"{request.path}: {type(exc).__name__}") from None
                 except httpx.TransportError as exc:
                     raise self._reject("transport", f"{request.path}: {type(exc).__name__}: {exc}") from None
-                now = time.monotonic()
-                headers = response.headers
-                pause = self.half.pause(response.status_code, headers, time.time_ns() // 1_000_000)
-                if response.status_code in (418, 429):
-                    self.stats.rate_limited += 1
-                    delay = retry_after(headers.get("retry-after"), time.time())
-                    delay = max(pause, 60.0 if delay is None else delay)
-                    self._resume_at = max(self._resume_at, now + delay)
-                    log.warning(
-                        "history: %s answered %d: no request for %.1fs", request.path, response.status_code, delay
-                    )
-                    continue
-                if pause > 0:
-                    self._resume_at = max(self._resume_at, now + pause)
-                if response.status_code != 200:
-                    raise self._reject("http", f"{request.path} answered {response.status_code}")
+                now, now_ms = time.monotonic(), time.time_ns() // 1_000_000
+                status, headers = response.status_code, response.headers
                 try:
-                    body = orjson.loads(response.content)
+                    body: object = orjson.loads(response.content)
+                    bad_json: orjson.JSONDecodeError | None = None
                 except orjson.JSONDecodeError as exc:
-                    raise self._reject("json", f"{request.path}: {exc}") from None
+                    body, bad_json = None, exc
+                try:
+                    signal = limited_of(self.half, status, headers, body, now_ms)
+                except Exception as exc:  # a plug-in's bug fails the page, never the feed
+                    raise self._reject("format", f"{request.path}: limited: {type(exc).__name__}: {exc}") from None
+                hold = hold_for(status, signal, retry_after(headers.get("retry-after"), time.time()))
+                if hold is not None:
+                    self.stats.rate_limited += 1
+                    if self.pacer.hold(hold, now):
+                        log.warning(
+                            "history: %s answered %d (too many requests): none for %.1fs", request.path, status, hold
+                        )
+                    continue
+                pause = self.half.pause(status, headers, now_ms)
+                if pause > 0:
+                    self.pacer.hold(pause, now)
+                if status != 200:
+                    raise self._reject("http", f"{request.path} answered {status}")
+                if bad_json is not None:
+                    raise self._reject("json", f"{request.path}: {bad_json}")
             try:
                 candles = self.half.parse(symbol, interval, body)
             except MalformedMessage as exc:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from candlecast.formats.binance import BinanceHistory, parse_binance
-from candlecast.formats.contract import Request, Wanted
+from candlecast.formats.contract import Rate, Request, Wanted
 from candlecast.history.pages import check_page
 from candlecast.model.candle import (
     Candle,
@@ -236,3 +236,12 @@ def test_binance_pauses_near_the_weight_limit() -> None:
     half = BinanceHistory()
     assert half.pause(200, {"x-mbx-used-weight-1m": "10"}, 30_000) == 0.0
     assert half.pause(200, {"x-mbx-used-weight-1m": "5900"}, 45_000) == 15.0
+
+
+def test_binance_declares_the_klines_calls_its_weight_allows() -> None:
+    """Binance spot REST docs: REQUEST_WEIGHT 6000 a minute per IP, klines weight 2: 3000 calls a
+    minute; its limit answers (429, 418 with Retry-After) are the client's rule, no format signal."""
+    half = BinanceHistory()
+    request = half.request("BTCUSDT", parse_interval("1m"), start=None, end=None, limit=1000, upstream="")
+    assert half.rate(request) == Rate(3000, 60.0)
+    assert half.limited(429, {"retry-after": "5"}, {"code": -1003, "msg": "Too many requests."}, 0) is None

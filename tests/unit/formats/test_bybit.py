@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from candlecast.formats.bybit import BybitHistory, parse_bybit
-from candlecast.formats.contract import Request, Wanted
+from candlecast.formats.contract import Rate, Request, Wanted
 from candlecast.history.pages import check_page
 from candlecast.model.candle import Candle, MalformedMessage
 from candlecast.model.intervals import parse_interval
@@ -158,3 +158,40 @@ def test_bybit_error_answer_is_refused() -> None:
 def test_bybit_pauses_when_the_limit_is_spent() -> None:
     headers = {"x-bapi-limit-status": "0", "x-bapi-limit-reset-timestamp": "1500"}
     assert BybitHistory().pause(200, headers, 1000) == 0.5
+
+
+# -- rates and limit signals ----------------------------------------------------------------------
+# Bybit v5 "Rate Limit Rules" (bybit-exchange.github.io/docs/v5/rate-limit): "600 requests within a
+# 5-second window per IP"; "403, access too frequent" -> "wait for at least 10 minutes"; "retCode":
+# 10006, "retMsg": "Too many visits!" with X-Bapi-Limit-Reset-Timestamp (the page's header sample:
+# X-Bapi-Limit-Reset-Timestamp: 1672738134824). The 10006 body is reconstructed from those fields.
+
+TOO_MANY_VISITS: dict[str, Any] = {"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "time": 1672738134000}
+
+
+def test_bybit_declares_its_ip_rate() -> None:
+    """600 requests in any 5 s, every path."""
+    half = BybitHistory()
+    request = half.request("BTCUSDT", parse_interval("1m"), start=None, end=None, limit=1000, upstream="")
+    assert half.rate(request) == Rate(600, 5.0)
+
+
+def test_bybit_403_access_too_frequent_holds_ten_minutes() -> None:
+    """The IP limit's 403 asks for at least 10 minutes."""
+    assert BybitHistory().limited(403, {}, None, 0) == 600.0
+
+
+def test_bybit_retcode_10006_holds_until_the_reset_timestamp() -> None:
+    """Too many visits: until X-Bapi-Limit-Reset-Timestamp, at least a second."""
+    half = BybitHistory()
+    headers = {"x-bapi-limit-status": "0", "x-bapi-limit-reset-timestamp": "1672738134824"}
+    assert half.limited(200, headers, TOO_MANY_VISITS, 1672738131824) == 3.0
+    assert half.limited(200, headers, TOO_MANY_VISITS, 1672738134800) == 1.0
+    assert half.limited(200, {}, TOO_MANY_VISITS, 0) == 1.0
+
+
+def test_bybit_other_answers_are_no_limit_signal() -> None:
+    half = BybitHistory()
+    assert half.limited(200, {}, BYBIT_SAMPLE, 0) is None
+    assert half.limited(200, {}, {"retCode": 10001, "retMsg": "params error"}, 0) is None
+    assert half.limited(500, {}, None, 0) is None

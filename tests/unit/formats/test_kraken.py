@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from candlecast.formats.contract import Request, Wanted
+from candlecast.formats.contract import Rate, Request, Wanted
 from candlecast.formats.kraken import KrakenHistory, parse_kraken
 from candlecast.model.candle import Candle, MalformedMessage
 from candlecast.model.intervals import parse_interval
@@ -154,3 +154,30 @@ def test_kraken_parses_the_documented_sample() -> None:
     with pytest.raises(MalformedMessage) as exc:
         KrakenHistory().parse("X", M1, {"error": ["EQuery:Unknown asset pair"]})
     assert exc.value.reason == "refused"
+
+
+# -- rates and limit signals ----------------------------------------------------------------------
+# Kraken API guide "Spot REST Rate Limits" (docs.kraken.com/api/docs/guides/spot-rest-ratelimits):
+# public endpoints about 1 request per second per IP; errors arrive in the ``error`` array of an
+# HTTP 200 answer ("EGeneral:Too many requests", "EAPI:Rate limit exceeded"). The bodies below are
+# reconstructed from those error strings and the OHLC answer's shape. Kraken states no hold for
+# the public endpoints: the 10 s is candlecast's.
+
+
+def test_kraken_declares_about_one_request_a_second() -> None:
+    half = KrakenHistory()
+    request = half.request("BTC/USD", parse_interval("1m"), start=None, end=None, limit=720, upstream="")
+    assert half.rate(request) == Rate(1, 1.0)
+
+
+@pytest.mark.parametrize("error", ["EGeneral:Too many requests", "EAPI:Rate limit exceeded"])
+def test_kraken_too_many_requests_in_the_error_array_holds(error: str) -> None:
+    """A limit error in ``error`` (HTTP 200) holds every request 10 s."""
+    assert KrakenHistory().limited(200, {}, {"error": [error]}, 0) == 10.0
+
+
+def test_kraken_other_errors_and_answers_are_no_limit_signal() -> None:
+    half = KrakenHistory()
+    assert half.limited(200, {}, {"error": ["EQuery:Unknown asset pair"]}, 0) is None
+    assert half.limited(200, {}, {"error": [], "result": {"last": 0}}, 0) is None
+    assert half.limited(200, {}, None, 0) is None

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from candlecast.formats.contract import Heartbeat, Request, Wanted, heartbeat_of
+from candlecast.formats.contract import Heartbeat, Rate, Request, Wanted, heartbeat_of
 from candlecast.formats.okx import OkxHistory, parse_okx
 from candlecast.history.pages import check_page
 from candlecast.model.candle import Candle, MalformedMessage
@@ -173,7 +173,7 @@ def test_okx_streams_and_requests() -> None:
     )
     older = half.request("BTC-USDT", D1, start=None, end=999, limit=1000, upstream="")
     assert older == Request(
-        "/api/v5/market/history-candles", {"instId": "BTC-USDT", "bar": "1Dutc", "limit": "100", "after": "1000"}
+        "/api/v5/market/history-candles", {"instId": "BTC-USDT", "bar": "1Dutc", "limit": "300", "after": "1000"}
     )
     forward = half.request("BTC-USDT", M1, start=60_000, end=None, limit=100, upstream="")
     assert forward.params == {
@@ -197,3 +197,30 @@ def test_okx_parses_the_documented_sample_and_its_duplicate_is_skipped() -> None
     with pytest.raises(MalformedMessage) as exc:
         OkxHistory().parse("X", M1, {"code": "51001", "msg": "Instrument ID does not exist", "data": []})
     assert exc.value.reason == "refused"
+
+
+# -- rates and limit signals ----------------------------------------------------------------------
+# OKX API v5 docs, "Get candlesticks" (Rate Limit: 40 requests per 2 seconds) and "Get candlesticks
+# history" (Rate Limit: 20 requests per 2 seconds; limit: maximum 300), rule IP; the 429 body below
+# is reconstructed from the docs' error code table (50011, "Rate limit reached", HTTP 429): OKX
+# sends no Retry-After with it.
+
+
+def test_okx_declares_each_candles_path_its_own_rate() -> None:
+    """market/candles 40 / 2 s and market/history-candles 20 / 2 s, two budgets."""
+    half = OkxHistory()
+    recent = half.request("BTC-USDT", M1, start=None, end=None, limit=1000, upstream="")
+    older = half.request("BTC-USDT", M1, start=None, end=999, limit=1000, upstream="")
+    assert half.rate(recent) == Rate(40, 2.0, "market/candles")
+    assert half.rate(older) == Rate(20, 2.0, "market/history-candles")
+    assert older.params["limit"] == "300" and half.max_limit == 300
+
+
+def test_okx_a_429_without_retry_after_holds_for_the_window() -> None:
+    """HTTP 429 (code 50011) carries no Retry-After: hold for the 2 s window; other answers say nothing."""
+    half = OkxHistory()
+    assert half.limited(429, {}, {"code": "50011", "msg": "Rate limit reached.", "data": []}, 0) == 2.0
+    assert half.limited(429, {}, None, 0) == 2.0
+    assert half.limited(200, {}, {"code": "50011", "msg": "Rate limit reached.", "data": []}, 0) == 2.0
+    assert half.limited(200, {}, OKX_SAMPLE, 0) is None
+    assert half.limited(200, {}, {"code": "51001", "msg": "Instrument ID does not exist", "data": []}, 0) is None
