@@ -250,9 +250,10 @@ async def test_with_the_backplane_the_ingest_backfills_and_fills_and_edges_resyn
             await exchange.tick()
             async with candlecast(role_settings("edge", redis.url, intervals=intervals, history=40)) as edge:
                 async with client(edge.ws_url(query)) as ws:
-                    with anyio.fail_after(DEADLINE):
-                        while not by_stream(await synced(ws)):  # the edge has loaded the live bar
-                            await until_resyncs(ws)
+                    with anyio.fail_after(DEADLINE):  # the edge has the live bar: in a snapshot
+                        frames = await synced(ws)  # (a resync) or live, had it followed a new stream
+                        while not by_stream(frames):
+                            frames = [await recv_json(ws)]
                     exchange.gate.set()
                     assert await converged(ws, truth(exchange, intervals, 40)) == truth(exchange, intervals, 40)
                     requests = len(exchange.requests)
