@@ -178,6 +178,7 @@ async def test_okx_heartbeat_keeps_a_quiet_connection_and_pong_is_not_malformed(
             assert (okx.connections, okx.dropped_quiet) == (1, 0)
             assert await cc.metric('candlecast_malformed_total{reason="json"}') == 0
             assert await cc.metric("candlecast_upstream_connects_total") == 1
+            assert await cc.metric("candlecast_upstream_heartbeats_total") >= 4  # the pongs, counted
 
 
 async def test_okx_unanswered_heartbeat_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -144,6 +144,9 @@ class SourceFeed:
         yield counter("upstream_connects", "Upstream connections made", up.connects)
         yield counter("upstream_reconnects", "Upstream reconnect attempts", up.reconnects)
         yield counter("upstream_messages", "Raw upstream messages received", up.messages)
+        yield counter(
+            "upstream_heartbeats", "Heartbeat answers from the broker (a format's text pong), not data", up.heartbeats
+        )
         age = up.message_age(time.monotonic())
         yield gauge(
             "upstream_last_message_age_seconds",
