@@ -125,10 +125,18 @@ class KrakenHistory:
 
     def limited(self, status: int, headers: Mapping[str, str], body: object, now_ms: int) -> float | None:
         """``EGeneral:Too many requests`` (or ``EAPI:Rate limit exceeded``) in ``error``: hold
-        :data:`KRAKEN_HOLD`."""
+        :data:`KRAKEN_HOLD`; ``EService: Throttled: <unix time>`` (too many concurrent requests,
+        "try again after [timestamp]" in Kraken's REST rate-limit guide): hold until then."""
         errors = body.get("error") if isinstance(body, dict) else None
-        if isinstance(errors, list) and any(e in KRAKEN_LIMIT_ERRORS for e in errors if isinstance(e, str)):
+        if not isinstance(errors, list):
+            return None
+        texts = [e for e in errors if isinstance(e, str)]
+        if any(e in KRAKEN_LIMIT_ERRORS for e in texts):
             return KRAKEN_HOLD
+        for e in texts:
+            kind, _, until = e.replace(" ", "").partition("Throttled:")
+            if kind == "EService:" and until.isdigit():
+                return max(1.0, int(until) - now_ms / 1000)
         return None
 
     def pause(self, status: int, headers: Mapping[str, str], now_ms: int) -> float:

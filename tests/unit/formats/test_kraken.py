@@ -181,3 +181,14 @@ def test_kraken_other_errors_and_answers_are_no_limit_signal() -> None:
     assert half.limited(200, {}, {"error": ["EQuery:Unknown asset pair"]}, 0) is None
     assert half.limited(200, {}, {"error": [], "result": {"last": 0}}, 0) is None
     assert half.limited(200, {}, None, 0) is None
+
+
+def test_kraken_throttled_with_a_time_holds_until_then() -> None:
+    """Kraken's REST rate-limit guide (docs.kraken.com, "Spot REST Rate Limits", Errors): "EService:
+    Throttled: [UNIX timestamp]" when there are too many concurrent requests: try again after it
+    (the body is reconstructed from that text)."""
+    now_ms = 1_700_000_000_000
+    body = {"error": ["EService: Throttled: 1700000030"], "result": {}}
+    assert KrakenHistory().limited(200, {}, body, now_ms) == 30.0
+    assert KrakenHistory().limited(200, {}, {"error": ["EService: Throttled: 1600000000"]}, now_ms) == 1.0
+    assert KrakenHistory().limited(200, {}, {"error": ["EService:Unavailable"]}, now_ms) is None
