@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import anyio
 import httpx
 import orjson
+from anyio.streams.buffered import BufferedByteReceiveStream
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -23,6 +27,7 @@ from candlecast.server.runner import Server, config
 from candlecast.settings import Settings
 from candlecast.web.app import Service
 from tests.conftest import DEADLINE
+from tests.support import free_port
 
 
 def bind(port: int = 0, *, sndbuf: int | None = None) -> socket.socket:
@@ -166,3 +171,39 @@ def ws_settings(broker: FakeBroker, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@asynccontextmanager
+async def candlecast_process(*args: str, **env: str) -> AsyncIterator[tuple[str, list[str]]]:
+    """``python -m candlecast`` as operators run it, ``env`` as its ``CANDLECAST_*`` variables;
+    yields its address and every line it writes (stdout and stderr), live."""
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CANDLECAST_")}
+    environ.update({f"CANDLECAST_{k.upper()}": v for k, v in env.items()})
+    cmd = [sys.executable, "-m", "candlecast", "--host", "127.0.0.1", "--port", str(port), *args]
+    lines: list[str] = []
+    async with await anyio.open_process(cmd, env=environ) as proc, anyio.create_task_group() as tg:
+        assert proc.stdout is not None and proc.stderr is not None
+        started = anyio.Event()
+
+        async def drain(stream: Any) -> None:
+            buffered = BufferedByteReceiveStream(stream)
+            try:
+                while True:
+                    line = (await buffered.receive_until(b"\n", 1 << 20)).decode("utf-8", "backslashreplace")
+                    lines.append(line)
+                    if "Uvicorn running on" in line:  # logged once it listens
+                        started.set()
+            except (anyio.EndOfStream, anyio.IncompleteRead):
+                return
+
+        tg.start_soon(drain, proc.stdout)
+        tg.start_soon(drain, proc.stderr)
+        with anyio.fail_after(DEADLINE):
+            await started.wait()
+        try:
+            yield f"127.0.0.1:{port}", lines
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            with anyio.fail_after(DEADLINE):
+                await proc.wait()

@@ -9,6 +9,7 @@ import os
 import anyio
 from anyio.abc import SocketStream
 
+from candlecast.access.guard import Guard
 from tests.conftest import DEADLINE
 from tests.support import stalled_socket
 
@@ -44,3 +45,17 @@ async def upgrade(stream: SocketStream, path: str = "/ws?symbols=NONE") -> None:
         while b"\r\n\r\n" not in head:
             head += await stream.receive(1)  # byte by byte: any frame after it stays unread
     assert head.startswith(b"HTTP/1.1 101"), head
+
+
+def on_read_pause(guard: Guard) -> anyio.Event:
+    """An event set when a connection counting into ``guard`` stops being read for backpressure
+    (the guard still counts it)."""
+    paused = anyio.Event()
+    counted = guard.backpressured
+
+    def hook(peer: tuple[str, int] | None) -> None:
+        counted(peer)
+        paused.set()
+
+    guard.backpressured = hook  # type: ignore[method-assign]
+    return paused

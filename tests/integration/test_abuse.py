@@ -19,7 +19,7 @@ import pytest
 from candlecast.settings import Settings
 from tests.conftest import DEADLINE
 from tests.integration.harness import Candlecast, candlecast, client, fake_broker, recv_json, synced, ws_settings
-from tests.integration.raw import PING, masked_frame, stalled_stream, upgrade
+from tests.integration.raw import PING, masked_frame, on_read_pause, stalled_stream, upgrade
 from tests.integration.test_deploy import nginx
 from tests.integration.test_security import captured
 
@@ -41,19 +41,11 @@ def paused_protocols(cc: Candlecast) -> list[Any]:
 
 
 @asynccontextmanager
-async def on_read_pause(cc: Candlecast) -> AsyncIterator[anyio.Event]:
-    """An event set when the server stops reading a connection for backpressure."""
+async def read_paused(cc: Candlecast) -> AsyncIterator[anyio.Event]:
+    """:func:`~tests.integration.raw.on_read_pause` on the server's guard, for the block."""
     guard = cc.service.guard
-    paused = anyio.Event()
-    counted = guard.backpressured
-
-    def hook(peer: tuple[str, int] | None) -> None:
-        counted(peer)
-        paused.set()
-
-    guard.backpressured = hook  # type: ignore[method-assign]
     try:
-        yield paused
+        yield on_read_pause(guard)
     finally:
         del guard.backpressured
 
@@ -62,7 +54,7 @@ async def flood(cc: Candlecast, port: int, *, answer: bytes = b'"id":"back"', to
     """Ping flood from a client that never reads: the server must stop reading it once its
     outgoing buffer is full, so the flood stalls long before ``total`` bytes, with the server's
     buffer and RSS bounded; once the client reads again, the server answers it again."""
-    async with on_read_pause(cc) as paused, await stalled_stream(port) as attacker:
+    async with read_paused(cc) as paused, await stalled_stream(port) as attacker:
         await upgrade(attacker)
         before = rss()
         sent = 0

@@ -7,24 +7,16 @@ Secrets reach the process through its environment, never its command line."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
 import httpx
 import jwt
 import pytest
-from anyio.streams.buffered import BufferedByteReceiveStream
 
-from tests.conftest import DEADLINE
+from tests.integration.harness import candlecast_process as run
 from tests.integration.harness import client, synced
-from tests.support import free_port
 
 SECRET = "jwt-secret-" + "fedcba9876543210" * 3
 STATIC = "static-token-MQW7Z"
@@ -33,42 +25,6 @@ STATIC = "static-token-MQW7Z"
 def mint(**claims: Any) -> str:
     body: dict[str, Any] = {"sub": "alice", "exp": time.time() + 300, "symbols": ["*"], **claims}
     return jwt.encode(body, SECRET, algorithm="HS256")
-
-
-@asynccontextmanager
-async def run(*args: str, **env: str) -> AsyncIterator[tuple[str, list[str]]]:
-    """``python -m candlecast`` as operators run it, ``env`` as its ``CANDLECAST_*`` variables;
-    yields its address and every line it writes (stdout and stderr), live."""
-    port = free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CANDLECAST_")}
-    environ.update({f"CANDLECAST_{k.upper()}": v for k, v in env.items()})
-    cmd = [sys.executable, "-m", "candlecast", "--host", "127.0.0.1", "--port", str(port), *args]
-    lines: list[str] = []
-    async with await anyio.open_process(cmd, env=environ) as proc, anyio.create_task_group() as tg:
-        assert proc.stdout is not None and proc.stderr is not None
-        started = anyio.Event()
-
-        async def drain(stream: Any) -> None:
-            buffered = BufferedByteReceiveStream(stream)
-            try:
-                while True:
-                    line = (await buffered.receive_until(b"\n", 1 << 20)).decode("utf-8", "backslashreplace")
-                    lines.append(line)
-                    if "Uvicorn running on" in line:  # logged once it listens
-                        started.set()
-            except (anyio.EndOfStream, anyio.IncompleteRead):
-                return
-
-        tg.start_soon(drain, proc.stdout)
-        tg.start_soon(drain, proc.stderr)
-        with anyio.fail_after(DEADLINE):
-            await started.wait()
-        try:
-            yield f"127.0.0.1:{port}", lines
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            with anyio.fail_after(DEADLINE):
-                await proc.wait()
 
 
 def access_lines(lines: list[str], target: str) -> list[str]:

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import signal
 import socket
 import struct
-import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,6 @@ import httpx
 import jwt
 import pytest
 from anyio.abc import ByteStream
-from anyio.streams.buffered import BufferedByteReceiveStream
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from websockets.asyncio.client import ClientConnection
@@ -33,9 +29,8 @@ from candlecast.settings import Settings
 from candlecast.wire.protocol import CLOSE_TOKEN_EXPIRED, CONTROL_BURST, MAX_ERRORS, MAX_RATE_LIMITED
 from tests.conftest import DEADLINE
 from tests.integration import harness
-from tests.integration.harness import candlecast, fake_broker, recv_json, seed, synced, ws_settings
+from tests.integration.harness import candlecast, candlecast_process, fake_broker, recv_json, seed, synced, ws_settings
 from tests.integration.raw import PING, stalled_stream, upgrade
-from tests.support import free_port
 
 SECRET = "jwt-secret-" + "0123456789abcdef" * 3
 SIM = Settings(rate=100, symbols=("AAA", "BBB", "CCC"), jwt_secret=SECRET, jwt_leeway=0)
@@ -201,40 +196,6 @@ async def test_the_auth_message_is_the_only_way_in_without_a_token_in_the_reques
 
 
 # -- secrets out of logs -----------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def candlecast_process(*args: str) -> AsyncIterator[tuple[str, list[str]]]:
-    """``python -m candlecast`` as operators run it; yields its URL and (live) output lines."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CANDLECAST_")}
-    cmd = [sys.executable, "-m", "candlecast", "--host", "127.0.0.1", "--port", str(port), *args]
-    lines: list[str] = []
-    async with await anyio.open_process(cmd, env=env) as proc, anyio.create_task_group() as tg:
-        assert proc.stdout is not None and proc.stderr is not None
-        started = anyio.Event()
-
-        async def drain(stream: Any) -> None:
-            buffered = BufferedByteReceiveStream(stream)
-            try:
-                while True:
-                    line = (await buffered.receive_until(b"\n", 1 << 20)).decode("utf-8", "replace")
-                    lines.append(line)
-                    if "Application startup complete" in line:
-                        started.set()
-            except (anyio.EndOfStream, anyio.IncompleteRead):
-                return
-
-        tg.start_soon(drain, proc.stdout)
-        tg.start_soon(drain, proc.stderr)
-        with anyio.fail_after(DEADLINE):
-            await started.wait()
-        try:
-            yield f"127.0.0.1:{port}", lines
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            with anyio.fail_after(DEADLINE):
-                await proc.wait()
 
 
 async def test_no_token_appears_in_the_logs_of_a_real_run() -> None:

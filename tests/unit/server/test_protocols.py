@@ -49,6 +49,7 @@ from candlecast.server.runner import config
 from candlecast.settings import Settings
 from candlecast.wire.frames import text_frame
 from tests.conftest import DEADLINE
+from tests.integration.raw import on_read_pause
 
 App = Callable[[Any, Any, Any], Any]
 
@@ -588,18 +589,6 @@ def noticing(guard: Guard, messages: int) -> tuple[type[asyncio.Protocol], anyio
                 queued.set()
 
     return Noticing, queued
-
-
-def on_read_pause(guard: Guard) -> anyio.Event:
-    paused = anyio.Event()
-    counted = guard.backpressured
-
-    def hook(peer: tuple[str, int] | None) -> None:
-        counted(peer)
-        paused.set()
-
-    guard.backpressured = hook  # type: ignore[method-assign]
-    return paused
 
 
 async def test_ws_reading_stops_while_the_outgoing_buffer_is_full_and_resumes_when_it_drains() -> None:
