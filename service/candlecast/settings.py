@@ -11,7 +11,7 @@ that declaration; so are :func:`add_arguments` and :func:`load`. A setting whose
 ``None`` is optional: an empty value (``CANDLECAST_UPSTREAM=``) means "not set".
 
 Building :class:`Settings` imports no plug-in code: a ``--format`` that is not built in is only
-resolved by :func:`check_format`, which the command line and ``Service`` call once at start-up.
+resolved (and the JWT key file read) by :func:`derive`, which the command line and ``Service`` call once at start-up.
 Runs in the calling thread; owns nothing, closes nothing.
 """
 
@@ -59,7 +59,6 @@ __all__ = [
     "Source",
     "add_arguments",
     "Derived",
-    "check_format",
     "derive",
     "from_argv",
     "interval_set",
@@ -168,7 +167,7 @@ def _str(text: str) -> str:
 
 def _format(text: str) -> str:
     """A built-in name, lower-cased; anything else (a plug-in name, an import string) as given.
-    Pure: whether a plug-in name resolves is :func:`check_format`'s business."""
+    Pure: whether a plug-in name resolves is :func:`derive`'s business."""
     return formats.builtin_name(text) or text.strip()
 
 
@@ -177,7 +176,7 @@ class Settings:
     """Everything candlecast can be told. Defaults run the simulator on 127.0.0.1:8000.
 
     Built by keyword (``Settings(port=0, rate=50.0)``) or by :func:`load`; validates itself
-    (:class:`SettingsError`), except that a plug-in ``format`` is resolved by :func:`check_format`."""
+    (:class:`SettingsError`), except that a plug-in ``format`` is resolved by :func:`derive`."""
 
     # -- server -------------------------------------------------------------------------------------
     host: str = _setting("127.0.0.1", _str, "server", "interface to listen on")
@@ -443,20 +442,21 @@ def derive(s: Settings) -> Derived:
         half = formats.history(s.format)
     except formats.FormatError as exc:
         raise _fail("format", str(exc)) from None
-    public_key = None
-    if s.jwt_public_key is not None:
-        try:
-            public_key = load_public_key(Path(s.jwt_public_key).read_bytes())
-        except (OSError, TokenError) as exc:  # checked at construction; the file changed since
-            raise _fail("jwt_public_key", f"cannot use {s.jwt_public_key!r}: {exc}") from None
-    return Derived(interval_set(s), fmt, half, public_key)
+    return Derived(interval_set(s), fmt, half, _public_key(s.jwt_public_key))
 
 
-def check_format(s: Settings) -> None:
-    """Only the format half of :func:`derive` (kept for callers that need no more)."""
-    if formats.builtin_name(s.format) is not None:
-        return
-    derive(s)
+def _public_key(path: str | None) -> AllowedPublicKeys | None:
+    """The JWT public key in the PEM file ``path``: read here, once, at start-up."""
+    if path is None:
+        return None
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
+        raise _fail("jwt_public_key", f"cannot read {path!r}: {exc.strerror}") from None
+    try:
+        return load_public_key(pem)
+    except TokenError as exc:
+        raise _fail("jwt_public_key", f"{path!r}: {exc.detail}") from None
 
 
 def _validate(s: Settings) -> None:
@@ -502,15 +502,6 @@ def _validate(s: Settings) -> None:
 def _validate_jwt(s: Settings) -> None:
     if s.jwt_secret is not None and len(s.jwt_secret.encode()) < MIN_SECRET_BYTES:
         raise _fail("jwt_secret", f"must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)")
-    if s.jwt_public_key is not None:
-        try:
-            pem = Path(s.jwt_public_key).read_bytes()
-        except OSError as exc:
-            raise _fail("jwt_public_key", f"cannot read {s.jwt_public_key!r}: {exc.strerror}") from None
-        try:
-            load_public_key(pem)
-        except TokenError as exc:
-            raise _fail("jwt_public_key", f"{s.jwt_public_key!r}: {exc.detail}") from None
     for alg in s.jwt_algorithms:
         if alg not in SECRET_ALGORITHMS and alg not in KEY_ALGORITHMS:
             raise _fail("jwt_algorithms", f"unknown algorithm {alg!r}")
@@ -543,7 +534,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load(args: argparse.Namespace | Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from parsed flags and the environment; raises :class:`SettingsError`.
-    Imports no plug-in code: call :func:`check_format` at start-up for that."""
+    Imports no plug-in code: call :func:`derive` at start-up for that."""
     given = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     values: dict[str, Any] = {}
     for name, option in OPTIONS.items():
@@ -563,7 +554,7 @@ def load(args: argparse.Namespace | Mapping[str, str | None], environ: Mapping[s
 
 
 def from_argv(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
-    """Parse server flags (no sub-command) into :class:`Settings` (no plug-in import: see :func:`check_format`)."""
+    """Parse server flags (no sub-command) into :class:`Settings` (no plug-in import: see :func:`derive`)."""
     from .version import __version__
 
     parser = argparse.ArgumentParser(prog="candlecast")

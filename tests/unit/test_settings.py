@@ -21,7 +21,7 @@ from candlecast.settings import (
     DEFAULT_SYMBOLS,
     Settings,
     SettingsError,
-    check_format,
+    derive,
     from_argv,
     load,
 )
@@ -73,7 +73,7 @@ def test_ws_source_takes_url_format_and_subscribe() -> None:
 )
 def test_bad_values_fail_with_one_line_naming_the_setting(argv: list[str], env: dict[str, str], names: str) -> None:
     with pytest.raises(SettingsError) as exc:
-        check_format(from_argv(argv, env))  # as python -m candlecast does at start-up
+        derive(from_argv(argv, env))  # as python -m candlecast does at start-up
     message = str(exc.value)
     assert "\n" not in message
     assert names in message
@@ -307,12 +307,12 @@ def probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Probe]:
 
 @pytest.mark.parametrize("spelling", ["import string", "entry point"])
 def test_settings_import_no_plugin_but_the_start_up_check_does(probe: Probe, spelling: str) -> None:
-    """Settings(...) and load() leave a plug-in format unimported; check_format imports it."""
+    """Settings(...) and load() leave a plug-in format unimported; derive imports it."""
     fmt = f"{probe.name}:parse" if spelling == "import string" else "probe"
     s = Settings(format=fmt)
     assert load({"format": fmt}, {}).format == fmt
     assert not probe.mark.exists() and probe.name not in sys.modules
-    check_format(s)
+    derive(s)
     assert probe.imported()
 
 
@@ -321,21 +321,22 @@ def test_settings_resolve_the_format_once_and_name_the_flag() -> None:
     assert load({}, {"CANDLECAST_FORMAT": "tests.example_format:parse"}).format == "tests.example_format:parse"
     Settings(format="nope.module:parse")  # building settings imports no plug-in; the start-up check does
     with pytest.raises(SettingsError) as exc:
-        check_format(Settings(format="nope.module:parse"))
+        derive(Settings(format="nope.module:parse"))
     assert str(exc.value).startswith("invalid setting --format (CANDLECAST_FORMAT): format 'nope.module:parse': ")
 
 
 def test_a_builtin_format_needs_no_import(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Built-in names (any case) pass the start-up check without asking the plug-in registry."""
+    """Built-in names (any case) pass the start-up check without asking the plug-in registry
+    (no entry point read, nothing imported) and resolve to the built-in format."""
     from candlecast.formats import registry
 
-    def no(name: str) -> NoReturn:
-        raise AssertionError(f"resolved {name!r}")
+    def no(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError(f"looked for a plug-in: {args!r}")
 
-    monkeypatch.setattr(registry, "resolve", no)
-    monkeypatch.setattr(registry, "history", no)
+    monkeypatch.setattr(registry, "entry_points", no)
+    monkeypatch.setattr(registry, "_import_string", no)
     for name in ("seed", "binance", " OKX ", "Kraken"):
-        check_format(Settings(format=name))
+        assert derive(Settings(format=name)).format is registry.BUILTIN[name.strip().lower()]
 
 
 @pytest.mark.parametrize(
@@ -348,10 +349,10 @@ def test_a_builtin_format_needs_no_import(monkeypatch: pytest.MonkeyPatch) -> No
     ],
 )
 def test_the_start_up_check_refuses_a_bad_format_with_one_line(fmt: str, says: str) -> None:
-    """A bad --format is accepted by Settings and refused by check_format, in one line naming the flag."""
+    """A bad --format is accepted by Settings and refused by derive, in one line naming the flag."""
     s = load({"format": fmt}, {})
     with pytest.raises(SettingsError) as exc:
-        check_format(s)
+        derive(s)
     message = str(exc.value)
     assert message.startswith("invalid setting --format (CANDLECAST_FORMAT): ")
     assert says in message and "\n" not in message
@@ -360,13 +361,13 @@ def test_the_start_up_check_refuses_a_bad_format_with_one_line(fmt: str, says: s
 def test_a_plugin_that_fails_on_import_is_one_line_at_the_start_up_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A plug-in whose import raises: Settings accepts the name, check_format reports the error in one line."""
+    """A plug-in whose import raises: Settings accepts the name, derive reports the error in one line."""
     name = f"candlecast_broken_{uuid.uuid4().hex[:12]}"
     (tmp_path / f"{name}.py").write_text("raise RuntimeError('no broker\\nconfigured')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     s = Settings(format=f"{name}:parse")
     with pytest.raises(SettingsError) as exc:
-        check_format(s)
+        derive(s)
     assert str(exc.value) == (
         f"invalid setting --format (CANDLECAST_FORMAT): format '{name}:parse': "
         f"cannot import {name}: RuntimeError: no broker configured"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily
@@ -24,7 +23,7 @@ from prometheus_client.registry import Collector
 from ..errors import ClientError
 from ..model.pacing import Throttle
 from .limits import PerAddress
-from .tokens import Grant, TokenError, Verifier, load_public_key
+from .tokens import Grant, TokenError, Verifier
 
 if TYPE_CHECKING:
     from jwt.algorithms import AllowedPublicKeys
@@ -75,8 +74,10 @@ class Guard:
     """Access checks and abuse counters shared by the HTTP/WebSocket protocols and ``/ws``."""
 
     def __init__(self, settings: GuardSettings, *, public_key: AllowedPublicKeys | None = None) -> None:
-        if public_key is None and settings.jwt_public_key is not None:  # not derived at start-up
-            public_key = load_public_key(Path(settings.jwt_public_key).read_bytes())
+        if public_key is None and settings.jwt_public_key is not None:
+            raise ValueError(
+                "Guard needs the JWT public key read at start-up: Guard(settings, public_key=derived.public_key)"
+            )
         self.verifier = Verifier(
             tokens=settings.tokens,
             secret=settings.jwt_secret,

@@ -27,7 +27,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from ..access.guard import Guard
-from ..settings import Settings
+from ..settings import Settings, derive
 from . import logs
 from .protocols import http_protocol, websocket_protocol
 
@@ -71,7 +71,7 @@ def config(app: ASGIApp, settings: Settings, *, guard: Guard | None = None) -> u
     the log filter that masks tokens, once uvicorn has set up its loggers. Raises
     :class:`UnsupportedUvicorn` for a uvicorn outside :data:`UVICORN_RANGE`."""
     check_uvicorn()
-    guard = guard if guard is not None else Guard(settings)
+    guard = guard if guard is not None else Guard(settings, public_key=derive(settings).public_key)
     ws = (
         websocket_protocol(guard, direct=settings.ws_direct)
         if settings.ws_impl == "websockets-sansio"
