@@ -211,10 +211,17 @@ class Hub:
         """Re-snapshot every subscriber: a ``{"op":"resync"}`` reply, then its snapshot; clears
         :attr:`behind`."""
         self.behind = False
-        frame = self._encoder.resync()
+        reply = Reply(self._encoder.resync())
+        # one snapshot per (streams, history), shared by the subscribers that follow the same:
+        # a dashboard fleet mostly does, and a snapshot is never changed once built
+        built: dict[tuple[frozenset[str] | None, int], Snapshot] = {}
         for sub in list(self._subscribers):
-            sub.queue(Reply(frame))
-            sub.queue(Snapshot(self.snapshot(sub.symbols, sub.history)))
+            key = (sub.symbols, sub.history)
+            snapshot = built.get(key)
+            if snapshot is None:
+                snapshot = built[key] = Snapshot(self.snapshot(sub.symbols, sub.history))
+            sub.queue(reply)
+            sub.queue(snapshot)
 
     def resync(self, candles: Iterable[tuple[Candle, float]]) -> None:
         """Replace every bar with ``candles`` (oldest first per stream): :meth:`merge` into an
